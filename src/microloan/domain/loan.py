@@ -88,7 +88,12 @@ class LoanState:
 
     @property
     def principal_paid_fen(self) -> int:
-        return sum(i.principal_paid_fen for i in self.installments)
+        """All principal repaid, prepayments included.
+
+        A prepayment lowers the later installments' ``principal_fen`` rather than adding to
+        their ``principal_paid_fen``, so summing the installments would miss it.
+        """
+        return self.principal_fen - self.principal_outstanding_fen
 
 
 @dataclass(frozen=True, slots=True)

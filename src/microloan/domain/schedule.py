@@ -203,7 +203,9 @@ def capped_schedule(
     schedule = build_schedule(principal_fen, term_months, rate, method, drawn_on)
     if within_apr_cap(schedule):
         return schedule
-    lo, hi = 0, rate.units // MICRO_STEP_UNITS  # lo is within the cap, hi is not
+    # lo is within the cap; hi is not (ceil: a rate off the 0.000001 grid must still let the
+    # step just below it be tried).
+    lo, hi = 0, -(-rate.units // MICRO_STEP_UNITS)
     best = build_schedule(principal_fen, term_months, DailyRate(0), method, drawn_on)
     while hi - lo > 1:
         mid = (lo + hi) // 2

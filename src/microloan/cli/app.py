@@ -1,0 +1,303 @@
+"""``microloan``: the command line. Every command takes ``--database URL`` and ``--json``.
+
+Expected errors print one line to stderr and exit with code 2; nothing is changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from microloan.domain.calendar import parse_date
+from microloan.domain.money import parse_yuan
+from microloan.domain.rates import DailyRate
+from microloan.domain.schedule import Method
+from microloan.errors import InvalidInput, MicroloanError
+from microloan.service import admin, autodebit, eod, lending, ledger_check
+from microloan.service import clock as clock_svc
+from microloan.service.platform import Platform
+from microloan.service.quote import quote, quote_view
+
+app = typer.Typer(help="microloan 微粒贷式循环小额信贷平台 — online revolving micro-credit.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="数据库 Database.", no_args_is_help=True)
+clock_app = typer.Typer(help="营业日 Business clock.", no_args_is_help=True)
+customer_app = typer.Typer(help="客户 Customers.", no_args_is_help=True)
+line_app = typer.Typer(help="额度 Credit lines.", no_args_is_help=True)
+loan_app = typer.Typer(help="借款 Loans.", no_args_is_help=True)
+ledger_app = typer.Typer(help="账务 Books.", no_args_is_help=True)
+eod_app = typer.Typer(help="日终 End of day.", invoke_without_command=True)
+for sub, name in ((db_app, "db"), (clock_app, "clock"), (customer_app, "customer"),
+                  (line_app, "line"), (loan_app, "loan"), (ledger_app, "ledger"),
+                  (eod_app, "eod")):
+    app.add_typer(sub, name=name)
+
+console = Console()
+err_console = Console(stderr=True)
+
+Database = Annotated[str | None, typer.Option("--database", help="Database URL (default: "
+                                              "$MICROLOAN_DATABASE_URL or the SQLite file).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn expected errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except MicroloanError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (OperationalError, ProgrammingError) as exc:
+            first = str(exc.orig or exc).strip().splitlines()[0]
+            err_console.print(f"error: db.unavailable: {first} (is the database initialised? "
+                              "run `microloan db init`)", markup=False, highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
+    if as_json or human is None:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=None if as_json else 2))
+        sys.stdout.write("\n")
+    else:
+        human(data)
+
+
+def platform(database: str | None) -> Platform:
+    return Platform.connect(database)
+
+
+def _method(text: str) -> Method:
+    return Method.parse(text)
+
+
+def _positive_id(value: int, field: str) -> int:
+    if value <= 0:
+        raise InvalidInput("must be a positive id", field=field)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+
+@app.command("quote")
+@guarded
+def quote_cmd(
+    amount: Annotated[str, typer.Option(help="Principal in yuan, e.g. 10000.")],
+    term: Annotated[int, typer.Option(help="Term in months.")],
+    rate: Annotated[str, typer.Option(help="Daily simple rate, e.g. 0.0005.")],
+    method: Annotated[str, typer.Option(help="equal_principal | equal_installment")] =
+    "equal_principal",
+    date_: Annotated[str | None, typer.Option("--date", help="Draw date YYYY-MM-DD.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """试算 Quote a draw: its schedule, daily rate, annual simple rate and APR."""
+    drawn_on = parse_date(date_, field="date") if date_ else _today()
+    schedule = quote(parse_yuan(amount, field="amount"), term,
+                     DailyRate.parse(rate, field="rate"), _method(method), drawn_on)
+    emit(quote_view(schedule), as_json, _print_quote)
+
+
+def _today() -> date:
+    from microloan.service.clock import SHANGHAI, system_now
+
+    return system_now().astimezone(SHANGHAI).date()
+
+
+def _print_quote(q: dict[str, Any]) -> None:
+    table = Table(title=f"还款计划 Schedule — ¥{q['principal']}, {q['term_months']} 期 months, "
+                        f"{q['method']}")
+    for col in ("期 Period", "到期日 Due", "天 Days", "本金 Principal", "利息 Interest",
+                "合计 Total"):
+        table.add_column(col, justify="right")
+    for i in q["installments"]:
+        table.add_row(str(i["period"]), i["due_date"], str(i["days"]), i["principal"],
+                      i["interest"], i["total"])
+    console.print(table)
+    console.print(f"年化利率(IRR) APR {q['apr']}  ·  年化单利 annual simple rate "
+                  f"{q['annual_simple_rate']}  ·  日利率 daily rate {q['daily_rate']}  ·  "
+                  f"总利息 total interest ¥{q['total_interest']}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+@db_app.command("init")
+@guarded
+def db_init(database: Database = None, as_json: AsJson = False) -> None:
+    """建库 Create or upgrade the schema (Alembic) and seed the platform book and the clock."""
+    emit(admin.init_db(platform(database)), as_json)
+
+
+@clock_app.command("set")
+@guarded
+def clock_set(date_: Annotated[str, typer.Argument(metavar="DATE")],
+              database: Database = None, as_json: AsJson = False) -> None:
+    """设置营业日 Set the open business date (tests and simulation)."""
+    d = parse_date(date_, field="date")
+    p = platform(database)
+    view = p.transaction(lambda conn: clock_svc.set_clock(conn, d, p.now))
+    emit(_clock_dict(view), as_json)
+
+
+@clock_app.command("show")
+@guarded
+def clock_show(database: Database = None, as_json: AsJson = False) -> None:
+    """营业日 Show the open and last closed business dates."""
+    p = platform(database)
+    with p.engine.connect() as conn:
+        emit(_clock_dict(clock_svc.read_clock(conn, p.now)), as_json)
+
+
+@clock_app.command("system")
+@guarded
+def clock_system(database: Database = None, as_json: AsJson = False) -> None:
+    """跟随系统 Follow today in Asia/Shanghai again (production)."""
+    p = platform(database)
+    p.transaction(clock_svc.follow_system)
+    with p.engine.connect() as conn:
+        emit(_clock_dict(clock_svc.read_clock(conn, p.now)), as_json)
+
+
+def _clock_dict(view: clock_svc.ClockView) -> dict[str, str]:
+    return {"mode": view.mode, "open_date": view.open_date.isoformat(),
+            "last_closed_date": view.last_closed_date.isoformat() if view.last_closed_date
+            else None}
+
+
+@customer_app.command("create")
+@guarded
+def customer_create(name: Annotated[str, typer.Option(help="Customer name.")],
+                    database: Database = None, as_json: AsJson = False) -> None:
+    """新建客户 Create a customer."""
+    emit({"customer_id": lending.create_customer(platform(database), name)}, as_json)
+
+
+@line_app.command("grant")
+@guarded
+def line_grant(
+    customer: Annotated[int, typer.Option(help="Customer id.")],
+    limit: Annotated[str, typer.Option(help="Limit in yuan (500–200000, multiple of 100).")],
+    rate: Annotated[str, typer.Option(help="Daily rate (0.000083–0.00066).")],
+    database: Database = None, as_json: AsJson = False,
+) -> None:
+    """授信 Grant or change a credit line."""
+    emit(lending.grant_line(platform(database), _positive_id(customer, "customer"),
+                            parse_yuan(limit, field="limit"), DailyRate.parse(rate)), as_json)
+
+
+@line_app.command("show")
+@guarded
+def line_show(customer: Annotated[int, typer.Option(help="Customer id.")],
+              database: Database = None, as_json: AsJson = False) -> None:
+    """额度 Show a credit line with its available amount."""
+    p = platform(database)
+    with p.engine.connect() as conn:
+        emit(lending.line_summary(conn, customer), as_json)
+
+
+@app.command("draw")
+@guarded
+def draw_cmd(
+    customer: Annotated[int, typer.Option(help="Customer id.")],
+    amount: Annotated[str, typer.Option(help="Whole yuan, at least 100.")],
+    term: Annotated[int, typer.Option(help="Term in months.")],
+    key: Annotated[str, typer.Option(help="Idempotency key.")],
+    method: Annotated[str, typer.Option(help="equal_principal | equal_installment")] =
+    "equal_principal",
+    database: Database = None, as_json: AsJson = False,
+) -> None:
+    """借款 Draw from the line; disbursed and booked at once."""
+    emit(lending.draw(platform(database), _positive_id(customer, "customer"),
+                      parse_yuan(amount, field="amount"), term, _method(method), key), as_json)
+
+
+@app.command("repay")
+@guarded
+def repay_cmd(
+    customer: Annotated[int, typer.Option(help="Customer id.")],
+    amount: Annotated[str, typer.Option(help="Yuan, up to the payoff.")],
+    key: Annotated[str, typer.Option(help="Idempotency key.")],
+    loan: Annotated[int | None, typer.Option(help="Loan id; omit to repay all loans.")] = None,
+    database: Database = None, as_json: AsJson = False,
+) -> None:
+    """还款 Repay one loan, or all of them in the rulebook's order."""
+    loan_id = _positive_id(loan, "loan") if loan is not None else None
+    emit(lending.repay(platform(database), _positive_id(customer, "customer"), loan_id,
+                       parse_yuan(amount, field="amount"), key), as_json)
+
+
+@app.command("payoff")
+@guarded
+def payoff_cmd(loan: Annotated[int, typer.Option(help="Loan id.")],
+               database: Database = None, as_json: AsJson = False) -> None:
+    """结清金额 What clears the loan at the open business date."""
+    emit(lending.payoff(platform(database), _positive_id(loan, "loan")), as_json)
+
+
+@loan_app.command("show")
+@guarded
+def loan_show(loan_id: Annotated[int, typer.Argument(metavar="ID")],
+              database: Database = None, as_json: AsJson = False) -> None:
+    """借款详情 A loan with its live schedule, DPD and payoff."""
+    emit(lending.show_loan(platform(database), _positive_id(loan_id, "loan")), as_json)
+
+
+@eod_app.callback()
+@guarded
+def eod_cmd(
+    ctx: typer.Context,
+    until: Annotated[str | None, typer.Option(help="Close dates up to this one only.")] = None,
+    database: Database = None, as_json: AsJson = False,
+) -> None:
+    """日终 Close every business date before the open one, in order."""
+    if ctx.invoked_subcommand is not None:
+        return
+    p = platform(database)
+    stop = parse_date(until, field="until") if until else None
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("日终 end of day", total=None)
+
+        def tick(d: date, done: int, total: int) -> None:
+            bar.update(task, description=f"日终 end of day {d}", completed=done, total=total)
+
+        days = eod.run_eod(p, until=stop, progress=tick)
+    emit({"closed": [d.as_dict() for d in days]}, as_json)
+
+
+@app.command("autodebit")
+@guarded
+def autodebit_cmd(database: Database = None, as_json: AsJson = False) -> None:
+    """自动扣款 Debit what is due and overdue today."""
+    emit(autodebit.run_autodebit(platform(database)).as_dict(), as_json)
+
+
+@ledger_app.command("check")
+@guarded
+def ledger_check_cmd(database: Database = None, as_json: AsJson = False) -> None:
+    """对账 Prove every book balances and every loan equals its history."""
+    report = ledger_check.check_ledger(platform(database))
+    emit(report, as_json)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

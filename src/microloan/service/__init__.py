@@ -1,0 +1,2 @@
+"""Use cases. Only this layer opens transactions; each use case commits its state and its
+journal entries together or not at all."""

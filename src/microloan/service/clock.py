@@ -1,0 +1,83 @@
+"""The business clock (lending rules §1): the open business date and the last closed one.
+
+In ``system`` mode the open date is today in Asia/Shanghai; in ``manual`` mode (tests,
+simulation) it is set by hand and never back to or before a closed date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from microloan.domain.calendar import BUSINESS_TZ
+from microloan.errors import ClockRefused, MicroloanError
+from microloan.store.schema import business_clock, loan
+
+SHANGHAI = ZoneInfo(BUSINESS_TZ)
+Now = Callable[[], datetime]
+
+
+def system_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockView:
+    mode: str
+    open_date: date
+    last_closed_date: date | None  # None until the first end of day
+
+
+def read_clock(conn: sa.Connection, now: Now) -> ClockView:
+    row = conn.execute(sa.select(business_clock).where(business_clock.c.id == 1)).one_or_none()
+    if row is None:
+        raise MicroloanError("the database is not initialised: run `microloan db init`",
+                             code="db.not_initialised")
+    if row.mode == "system":
+        today = now().astimezone(SHANGHAI).date()
+        if row.last_closed_date is not None:
+            today = max(today, row.last_closed_date + timedelta(days=1))
+        return ClockView("system", today, row.last_closed_date)
+    return ClockView(row.mode, row.open_date, row.last_closed_date)
+
+
+def init_clock(conn: sa.Connection, now: Now) -> None:
+    if conn.execute(sa.select(business_clock.c.id)).first() is None:
+        today = now().astimezone(SHANGHAI).date()
+        conn.execute(business_clock.insert(), {
+            "id": 1, "mode": "system", "open_date": today, "last_closed_date": None,
+        })
+
+
+def set_clock(conn: sa.Connection, open_date: date, now: Now) -> ClockView:
+    current = read_clock(conn, now)
+    if current.last_closed_date is not None and open_date <= current.last_closed_date:
+        raise ClockRefused(
+            f"{open_date} is not after the last closed business date {current.last_closed_date}",
+            code="clock.before_closed", field="date",
+        )
+    if current.last_closed_date is None:
+        latest = conn.execute(sa.select(sa.func.max(loan.c.drawn_on))).scalar()
+        if latest is not None and open_date < latest:
+            raise ClockRefused(f"{open_date} is before business already done on {latest}",
+                               code="clock.before_business", field="date")
+    conn.execute(business_clock.update().where(business_clock.c.id == 1)
+                 .values(mode="manual", open_date=open_date))
+    return ClockView("manual", open_date, current.last_closed_date)
+
+
+def first_date_to_close(conn: sa.Connection, clock: ClockView) -> date:
+    """The first date the end of day must close: the day after the last closed one, or, before
+    any end of day, the first business date (the earliest draw), else the day before today."""
+    if clock.last_closed_date is not None:
+        return clock.last_closed_date + timedelta(days=1)
+    earliest = conn.execute(sa.select(sa.func.min(loan.c.drawn_on))).scalar()
+    return earliest if earliest is not None else clock.open_date - timedelta(days=1)
+
+
+def follow_system(conn: sa.Connection) -> None:
+    conn.execute(business_clock.update().where(business_clock.c.id == 1).values(mode="system"))

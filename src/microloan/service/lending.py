@@ -1,0 +1,354 @@
+"""Customers, credit lines, draws and repayments (lending rules §2, §3, §5)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from microloan.domain import loan as L
+from microloan.domain.books import PLATFORM_BOOK, disbursement_entry, repayment_entry
+from microloan.domain.line import (
+    LineStatus,
+    LineView,
+    LoanStatus,
+    OpenLoan,
+    check_draw,
+    check_limit,
+    split_across_loans,
+)
+from microloan.domain.money import format_yuan
+from microloan.domain.rates import DailyRate
+from microloan.domain.schedule import Method, capped_schedule
+from microloan.errors import InvalidInput, NotFound, RepaymentRefused
+from microloan.service.clock import read_clock
+from microloan.service.platform import (
+    Platform,
+    check_key,
+    remember,
+    replayed,
+    request_hash,
+)
+from microloan.store import loans as repo
+from microloan.store.ledger import book_id, post
+from microloan.store.schema import credit_line, customer, installment, loan, repayment
+
+
+def create_customer(p: Platform, name: str) -> int:
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("a name of 1–100 characters is required", field="name")
+
+    def work(conn: sa.Connection) -> int:
+        return int(conn.execute(customer.insert().returning(customer.c.customer_id),
+                                {"name": name, "created_at": p.now()}).scalar_one())
+
+    return p.transaction(work)
+
+
+def grant_line(p: Platform, customer_id: int, limit_fen: int, rate: DailyRate) -> dict[str, Any]:
+    """Grant or change a customer's line (a credit decision's outcome)."""
+    s = p.settings
+    check_limit(limit_fen, min_fen=s.min_limit_fen, max_fen=s.max_limit_fen)
+    rate.check_band()
+
+    def work(conn: sa.Connection) -> dict[str, Any]:
+        _require_customer(conn, customer_id)
+        values = {"limit_fen": limit_fen, "rate_units": rate.units, "updated_at": p.now()}
+        updated = conn.execute(credit_line.update()
+                               .where(credit_line.c.customer_id == customer_id).values(**values))
+        if updated.rowcount == 0:
+            conn.execute(credit_line.insert(), {
+                "customer_id": customer_id, "status": LineStatus.ACTIVE.value,
+                "outstanding_principal_fen": 0, "pending_principal_fen": 0, "open_loans": 0,
+                "overdue_blocked": False, **values,
+            })
+        return line_summary(conn, customer_id)
+
+    return p.transaction(work)
+
+
+def line_summary(conn: sa.Connection, customer_id: int) -> dict[str, Any]:
+    row = conn.execute(sa.select(credit_line).where(credit_line.c.customer_id == customer_id)
+                       ).one_or_none()
+    if row is None:
+        raise NotFound(f"customer {customer_id} has no credit line", code="line.not_found",
+                       field="customer")
+    view = _line_view(row)
+    rate = DailyRate(row.rate_units)
+    return {
+        "customer_id": customer_id, "status": row.status, "limit": format_yuan(row.limit_fen),
+        "available": format_yuan(view.available_fen),
+        "outstanding_principal": format_yuan(row.outstanding_principal_fen),
+        "open_loans": row.open_loans, "daily_rate": str(rate),
+        "overdue_blocked": bool(row.overdue_blocked),
+    }
+
+
+def _line_view(row: Any) -> LineView:
+    return LineView(LineStatus(row.status), row.limit_fen, row.outstanding_principal_fen,
+                    row.pending_principal_fen, row.open_loans)
+
+
+def _require_customer(conn: sa.Connection, customer_id: int) -> None:
+    found = conn.execute(sa.select(customer.c.customer_id)
+                         .where(customer.c.customer_id == customer_id)).first()
+    if found is None:
+        raise NotFound(f"customer {customer_id} does not exist", code="customer.not_found",
+                       field="customer")
+
+
+# ---------------------------------------------------------------------------------------------
+# Draw
+
+def draw(p: Platform, customer_id: int, amount_fen: int, term_months: int, method: Method,
+         key: str) -> dict[str, Any]:
+    """Accept a draw, disburse it (synchronous rail for now) and book it, in one transaction."""
+    key = check_key(key)
+    digest = request_hash("draw", customer_id, amount_fen, term_months, method.value)
+
+    def work(conn: sa.Connection) -> dict[str, Any]:
+        prior = replayed(conn, key, "draw", digest)
+        if prior is not None:
+            return dict(prior)
+        today = read_clock(conn, p.now).open_date
+        line_q = sa.select(credit_line).where(credit_line.c.customer_id == customer_id)
+        line = conn.execute(line_q.with_for_update()).one_or_none()
+        if line is None:
+            _require_customer(conn, customer_id)
+            raise NotFound(f"customer {customer_id} has no credit line", code="line.not_found",
+                           field="customer")
+        overdue = conn.execute(sa.select(sa.exists().where(
+            loan.c.customer_id == customer_id, loan.c.status == LoanStatus.OPEN.value,
+            loan.c.earliest_unpaid_due < today))).scalar_one()
+        check_draw(_line_view(line), amount_fen, term_months, overdue=bool(overdue),
+                   policy=p.policy)
+        line_rate = DailyRate(line.rate_units)
+        schedule = capped_schedule(amount_fen, term_months, line_rate, method, today)
+        state = L.open_loan(schedule)
+        now = p.now()
+        loan_id = int(conn.execute(loan.insert().returning(loan.c.loan_id), {
+            "customer_id": customer_id, "book_id": book_id(conn, PLATFORM_BOOK),
+            "status": LoanStatus.OPEN.value, "principal_fen": amount_fen,
+            "term_months": term_months, "method": method.value,
+            "rate_units": schedule.rate.units, "line_rate_units": line.rate_units,
+            "drawn_on": today, "accepted_at": now, "closed_on": None,
+            "idempotency_key": key, "principal_outstanding_fen": amount_fen,
+            "earliest_unpaid_due": schedule.due_dates[0],
+            "closed_through": today - timedelta(days=1), "interest_booked_fen": 0,
+            "penalty_booked_fen": 0, "dpd": 0, **repo.snapshot_columns(state),
+        }).scalar_one())
+        conn.execute(installment.insert(), repo.installment_rows(customer_id, loan_id, state))
+        post(conn, disbursement_entry(amount_fen), book=book_id(conn, PLATFORM_BOOK),
+             business_date=today, reference=f"draw:{key}", created_at=now,
+             customer_id=customer_id, loan_id=loan_id)
+        conn.execute(credit_line.update().where(credit_line.c.customer_id == customer_id).values(
+            outstanding_principal_fen=credit_line.c.outstanding_principal_fen + amount_fen,
+            open_loans=credit_line.c.open_loans + 1, updated_at=now))
+        response = {
+            "loan_id": loan_id, "customer_id": customer_id, "principal": format_yuan(amount_fen),
+            "term_months": term_months, "method": method.value, "drawn_on": today.isoformat(),
+            "daily_rate": str(schedule.rate), "first_due_date": schedule.due_dates[0].isoformat(),
+        }
+        remember(conn, key, customer_id, "draw", digest, response, now)
+        return response
+
+    return p.transaction(work)
+
+
+# ---------------------------------------------------------------------------------------------
+# Repayment
+
+def repay(p: Platform, customer_id: int, loan_id: int | None, amount_fen: int,
+          key: str, *, source: str = "borrower") -> dict[str, Any]:
+    """Take a repayment for one loan, or for "all" of the customer's loans (§5)."""
+    key = check_key(key)
+    if amount_fen <= 0:
+        raise InvalidInput("must be more than 0", field="amount")
+    digest = request_hash("repay", customer_id, loan_id or "all", amount_fen)
+
+    def work(conn: sa.Connection) -> dict[str, Any]:
+        prior = replayed(conn, key, "repay", digest)
+        if prior is not None:
+            return dict(prior)
+        today = read_clock(conn, p.now).open_date
+        rows = _lock_open_loans(conn, customer_id, loan_id)
+        states = repo.live_states(conn, rows)
+        payoffs = {lid: L.payoff(s, today).total_fen for lid, s in states.items()}
+        total = sum(payoffs.values())
+        if amount_fen > total:
+            raise RepaymentRefused(
+                f"amount {format_yuan(amount_fen)} is more than the payoff "
+                f"{format_yuan(total)} yuan", code="loan.repay.exceeds_payoff", field="amount")
+        if loan_id is not None:
+            shares = {loan_id: amount_fen}
+        else:
+            shares = split_across_loans(
+                [OpenLoan(r.loan_id, r.drawn_on, states[r.loan_id]) for r in rows],
+                today, amount_fen)
+        by_id = {r.loan_id: r for r in rows}
+        parts = [
+            _apply_repayment(p, conn, by_id[lid], states[lid], today, share, key, source)
+            for lid, share in sorted(shares.items())
+        ]
+        _update_line(conn, customer_id, today, p, parts)
+        for part in parts:
+            del part["principal_fen"]
+        response = {
+            "customer_id": customer_id, "amount": format_yuan(amount_fen),
+            "business_date": today.isoformat(), "loans": parts,
+        }
+        remember(conn, key, customer_id, "repay", digest, response, p.now())
+        return response
+
+    return p.transaction(work)
+
+
+def _lock_open_loans(conn: sa.Connection, customer_id: int, loan_id: int | None) -> list[Any]:
+    q = sa.select(*repo.LOAN_COLUMNS).where(loan.c.customer_id == customer_id)
+    if loan_id is not None:
+        row = conn.execute(q.where(loan.c.loan_id == loan_id).with_for_update()).one_or_none()
+        if row is None:
+            raise NotFound(f"customer {customer_id} has no loan {loan_id}", code="loan.not_found",
+                           field="loan")
+        if row.status != LoanStatus.OPEN.value:
+            raise RepaymentRefused(f"loan {loan_id} is {row.status} and takes no repayments",
+                                   code="loan.repay.not_open", field="loan")
+        return [row]
+    rows = list(conn.execute(q.where(loan.c.status == LoanStatus.OPEN.value)
+                             .order_by(loan.c.loan_id).with_for_update()))
+    if not rows:
+        raise RepaymentRefused(f"customer {customer_id} has no open loan",
+                               code="loan.repay.nothing_open", field="customer")
+    return rows
+
+
+def _apply_repayment(p: Platform, conn: sa.Connection, row: Any, state: L.LoanState,
+                     today: date, amount_fen: int, key: str, source: str) -> dict[str, Any]:
+    new_state, alloc = L.repay(state, today, amount_fen)
+    now = p.now()
+    conn.execute(repayment.insert(), {
+        "customer_id": row.customer_id, "loan_id": row.loan_id, "business_date": today,
+        "amount_fen": amount_fen, "penalty_fen": alloc.penalty_fen,
+        "interest_fen": alloc.interest_fen, "principal_fen": alloc.principal_fen,
+        "prepaid_fen": alloc.prepaid_principal_fen, "idempotency_key": key, "source": source,
+        "created_at": now,
+    })
+    post(conn, repayment_entry(alloc), book=row.book_id, business_date=today,
+         reference=f"repay:{key}", created_at=now, customer_id=row.customer_id,
+         loan_id=row.loan_id)
+    closed = L.payoff(new_state, today).total_fen == 0
+    conn.execute(loan.update().where(loan.c.loan_id == row.loan_id).values(
+        principal_outstanding_fen=new_state.principal_outstanding_fen,
+        earliest_unpaid_due=None if closed else L.earliest_unpaid_due(new_state),
+        status=LoanStatus.CLOSED.value if closed else row.status,
+        closed_on=today if closed else None,
+    ))
+    return {
+        "loan_id": row.loan_id, "amount": format_yuan(amount_fen),
+        "penalty": format_yuan(alloc.penalty_fen), "interest": format_yuan(alloc.interest_fen),
+        "principal": format_yuan(alloc.principal_fen),
+        "prepaid_principal": format_yuan(alloc.prepaid_principal_fen),
+        "payoff_after": format_yuan(L.payoff(new_state, today).total_fen),
+        "closed": closed, "principal_fen": alloc.principal_fen,
+    }
+
+
+def _update_line(conn: sa.Connection, customer_id: int, today: date, p: Platform,
+                 parts: list[dict[str, Any]]) -> None:
+    """Move the line's live figures by what the repayment changed (increments, so a draw
+    committed meanwhile is never overwritten); the overdue flag is recomputed at once."""
+    principal = sum(int(part["principal_fen"]) for part in parts)
+    closed = sum(1 for part in parts if part["closed"])
+    still_overdue = sa.exists().where(
+        loan.c.customer_id == customer_id, loan.c.status == LoanStatus.OPEN.value,
+        loan.c.earliest_unpaid_due < today)
+    conn.execute(credit_line.update().where(credit_line.c.customer_id == customer_id).values(
+        outstanding_principal_fen=credit_line.c.outstanding_principal_fen - principal,
+        open_loans=credit_line.c.open_loans - closed,
+        overdue_blocked=still_overdue, updated_at=p.now()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads
+
+def _read_loan(conn: sa.Connection, loan_id: int) -> tuple[Any, L.LoanState]:
+    row = conn.execute(sa.select(*repo.LOAN_COLUMNS).where(loan.c.loan_id == loan_id)
+                       ).one_or_none()
+    if row is None:
+        raise NotFound(f"loan {loan_id} does not exist", code="loan.not_found", field="loan")
+    return row, repo.live_states(conn, [row])[loan_id]
+
+
+def payoff(p: Platform, loan_id: int) -> dict[str, Any]:
+    with p.engine.connect() as conn:
+        today = read_clock(conn, p.now).open_date
+        row, state = _read_loan(conn, loan_id)
+    brk = L.payoff(state, today)
+    return {
+        "loan_id": loan_id, "date": today.isoformat(), "payoff": format_yuan(brk.total_fen),
+        "principal": format_yuan(brk.principal_fen), "interest": format_yuan(brk.interest_fen),
+        "penalty": format_yuan(brk.penalty_fen),
+    }
+
+
+def show_loan(p: Platform, loan_id: int) -> dict[str, Any]:
+    with p.engine.connect() as conn:
+        today = read_clock(conn, p.now).open_date
+        row, state = _read_loan(conn, loan_id)
+    live = L.advance(state, today)
+    brk = L.payoff(live, today)
+    cur = L.current_index(live, today)
+    rate = DailyRate(row.rate_units)
+    open_interest = live.open_interest_fen()
+    schedule = []
+    for i, inst in enumerate(live.installments):
+        interest = inst.interest_fen
+        if interest is None:
+            interest = open_interest if i == cur else _projected_interest(live, i)
+        schedule.append({
+            "period": inst.period, "due_date": inst.due_date.isoformat(),
+            "principal": format_yuan(inst.principal_fen), "interest": format_yuan(interest),
+            "interest_fixed": inst.interest_fen is not None,
+            "principal_paid": format_yuan(inst.principal_paid_fen),
+            "interest_paid": format_yuan(inst.interest_paid_fen),
+            "status": _installment_status(inst, today),
+        })
+    return {
+        "loan_id": row.loan_id, "customer_id": row.customer_id, "status": row.status,
+        "principal": format_yuan(row.principal_fen), "term_months": row.term_months,
+        "method": row.method, "drawn_on": row.drawn_on.isoformat(),
+        "closed_on": row.closed_on.isoformat() if row.closed_on else None,
+        "daily_rate": str(rate), "annual_simple_rate": _pct(rate.annual_simple_bp100()),
+        "as_of": today.isoformat(), "dpd": L.days_past_due(live, today),
+        "principal_outstanding": format_yuan(live.principal_outstanding_fen),
+        "payoff": format_yuan(brk.total_fen), "penalty_due": format_yuan(brk.penalty_fen),
+        "interest_accrued": format_yuan(live.interest_accrued_fen),
+        "schedule": schedule,
+    }
+
+
+def _projected_interest(state: L.LoanState, index: int) -> int:
+    """Interest a future period will carry if every installment is paid on time."""
+    from microloan.domain.schedule import interest_fen
+
+    balance = sum(i.principal_left_fen for i in state.installments[index:])
+    prev = state.installments[index - 1].due_date if index else state.drawn_on
+    days = (state.installments[index].due_date - prev).days
+    return interest_fen(balance, state.rate.units, days)
+
+
+def _installment_status(inst: L.Installment, today: date) -> str:
+    if inst.principal_left_fen == 0 and inst.interest_fen is not None \
+            and inst.interest_left_fen() == 0:
+        return "paid"
+    if inst.due_date < today:
+        return "overdue"
+    return "due" if inst.due_date == today else "not_due"
+
+
+def _pct(bp100: int) -> str:
+    from microloan.domain.rates import format_percent_bp100
+
+    return format_percent_bp100(bp100)

@@ -1,0 +1,45 @@
+"""Writing journal entries. Balanced by construction (see ``domain.books.Entry``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from microloan.domain.books import Entry
+from microloan.store.schema import book, journal_entry, journal_line
+
+_book_ids: dict[tuple[str, str], int] = {}
+
+
+def book_id(conn: sa.Connection, code: str) -> int:
+    """The id of a book by code, cached per database."""
+    key = (str(conn.engine.url), code)
+    if key not in _book_ids:
+        found = conn.execute(sa.select(book.c.id).where(book.c.code == code)).scalar_one()
+        _book_ids[key] = int(found)
+    return _book_ids[key]
+
+
+def post(
+    conn: sa.Connection, entry: Entry, *, book: int, business_date: date, reference: str,
+    created_at: datetime, customer_id: int | None = None, loan_id: int | None = None,
+) -> int:
+    entry_id = conn.execute(
+        journal_entry.insert().returning(journal_entry.c.entry_id),
+        {
+            "book_id": book, "customer_id": customer_id, "loan_id": loan_id,
+            "business_date": business_date, "kind": entry.kind.value,
+            "reference": reference, "created_at": created_at,
+        },
+    ).scalar_one()
+    lines: list[dict[str, Any]] = [
+        {
+            "entry_id": entry_id, "book_id": book, "customer_id": customer_id,
+            "loan_id": loan_id, "account": p.account.value, "amount_fen": p.amount_fen,
+        }
+        for p in entry.postings
+    ]
+    conn.execute(journal_line.insert(), lines)
+    return int(entry_id)
