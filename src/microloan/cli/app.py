@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, ParamSpec, TypeVar
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -22,7 +23,7 @@ from microloan.domain.money import parse_yuan
 from microloan.domain.rates import DailyRate
 from microloan.domain.schedule import Method
 from microloan.errors import InvalidInput, MicroloanError
-from microloan.service import admin, autodebit, eod, lending, ledger_check
+from microloan.service import admin, autodebit, eod, ledger_check, lending
 from microloan.service import clock as clock_svc
 from microloan.service.platform import Platform
 from microloan.service.quote import quote, quote_view
@@ -174,7 +175,7 @@ def clock_system(database: Database = None, as_json: AsJson = False) -> None:
         emit(_clock_dict(clock_svc.read_clock(conn, p.now)), as_json)
 
 
-def _clock_dict(view: clock_svc.ClockView) -> dict[str, str]:
+def _clock_dict(view: clock_svc.ClockView) -> dict[str, str | None]:
     return {"mode": view.mode, "open_date": view.open_date.isoformat(),
             "last_closed_date": view.last_closed_date.isoformat() if view.last_closed_date
             else None}
@@ -297,6 +298,40 @@ def ledger_check_cmd(database: Database = None, as_json: AsJson = False) -> None
     emit(report, as_json)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+@app.command("demo")
+@guarded
+def demo_cmd(database: Database = None, as_json: AsJson = False) -> None:
+    """演示 Set up the embedded database with demo customers, lines and loans, and show them."""
+    from microloan.service.demo import load_demo
+
+    p = platform(database)
+    result = load_demo(p)
+    with p.engine.connect() as conn:
+        clock = clock_svc.read_clock(conn, p.now)
+        from microloan.store.schema import customer
+
+        ids = [int(c) for c in conn.execute(sa.select(customer.c.customer_id)).scalars()]
+        lines = [lending.line_summary(conn, cid) for cid in ids]
+    summary = {"demo": result, "clock": _clock_dict(clock), "lines": lines,
+               "ledger": ledger_check.check_ledger(p)["ok"]}
+    emit(summary, as_json, _print_demo)
+
+
+def _print_demo(summary: dict[str, Any]) -> None:
+    table = Table(title=f"演示数据 Demo book — 营业日 open date {summary['clock']['open_date']}")
+    for col in ("客户", "额度 Limit", "可借 Avail.", "在贷 Owed", "笔 #", "日利率 Rate",
+                "逾期 Late"):
+        table.add_column(col)
+    for line in summary["lines"]:
+        table.add_row(str(line["customer_id"]), f"¥{line['limit']}", f"¥{line['available']}",
+                      f"¥{line['outstanding_principal']}", str(line["open_loans"]),
+                      line["daily_rate"], "是 yes" if line["overdue_blocked"] else "否 no")
+    console.print(table)
+    console.print(f"账务核对 ledger check: {'通过 ok' if summary['ledger'] else '失败 FAILED'}")
+    console.print("试试 Try: microloan loan show 1 · microloan payoff --loan 4 · "
+                  "microloan ledger check")
 
 
 def main() -> None:

@@ -1,1 +1,1 @@
-"""The lending rules as pure functions and immutable values: no clock, no I/O, standard library only."""
+"""The lending rules as pure functions and values: no clock, no I/O, standard library only."""

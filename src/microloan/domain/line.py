@@ -61,7 +61,8 @@ LOAN_TRANSITIONS: dict[tuple[LoanStatus, LoanEvent], LoanStatus] = {
 def loan_transition(status: LoanStatus, event: LoanEvent) -> LoanStatus:
     new = LOAN_TRANSITIONS.get((status, event))
     if new is None:
-        raise RuleViolation(f"a {status} loan cannot become {event}", code="loan.transition.illegal")
+        raise RuleViolation(f"a {status} loan cannot become {event}",
+                            code="loan.transition.illegal")
     return new
 
 
@@ -132,6 +133,39 @@ class OpenLoan:
     state: LoanState
 
 
+@dataclass(frozen=True, slots=True)
+class _Stages:
+    """One loan's parts of §5's order on a date, and the keys that order loans by stage."""
+
+    loan: OpenLoan
+    arrears_fen: int  # stages 1–2: penalty and overdue installments
+    current_fen: int  # stage 3: the current installment's interest to date and principal
+    future_fen: int  # stage 4: principal after the current installment
+    first_unpaid_due: date
+    current_due: date
+
+    def part(self, stage: int) -> int:
+        return (self.arrears_fen, self.current_fen, self.future_fen)[stage]
+
+    def order(self, stage: int) -> tuple[date, date, int]:
+        due = self.first_unpaid_due if stage == 0 else self.current_due
+        return (due, self.loan.drawn_on, self.loan.loan_id)
+
+
+def _stages(loan: OpenLoan, on: date) -> _Stages:
+    state = advance(loan.state, on)
+    brk = payoff(state, on)
+    cur = current_index(state, on)
+    current_due = date.max if cur is None else state.installments[cur].due_date
+    current = 0
+    if cur is not None:
+        current = brk.current_interest_fen + state.installments[cur].principal_left_fen
+    arrears = brk.penalty_fen + brk.overdue_interest_fen + brk.overdue_principal_fen
+    first_unpaid = _earliest_overdue_due(state, on) or current_due
+    return _Stages(loan, arrears, current, brk.total_fen - arrears - current, first_unpaid,
+                   current_due)
+
+
 def split_across_loans(loans: list[OpenLoan], on: date, amount_fen: int) -> dict[int, int]:
     """How much of an "all" repayment each loan takes (§5, stages 2 → 3 → 4 across loans).
 
@@ -139,28 +173,13 @@ def split_across_loans(loans: list[OpenLoan], on: date, amount_fen: int) -> dict
     which gives the same result as the staged order because stage k of every loan is filled
     before stage k+1 of any.
     """
-    rows = []
-    for loan in loans:
-        state = advance(loan.state, on)
-        brk = payoff(state, on)
-        cur = current_index(state, on)
-        current_due = state.installments[cur].due_date if cur is not None else date.max
-        current_part = 0
-        if cur is not None:
-            inst = state.installments[cur]
-            current_part = brk.current_interest_fen + inst.principal_left_fen
-        stage2 = brk.penalty_fen + brk.overdue_interest_fen + brk.overdue_principal_fen
-        stage4 = brk.total_fen - stage2 - current_part
-        first_unpaid = _earliest_overdue_due(state, on) or current_due
-        rows.append((loan, stage2, current_part, stage4, first_unpaid, current_due))
+    rows = [_stages(loan, on) for loan in loans]
     shares = {loan.loan_id: 0 for loan in loans}
     left = amount_fen
-    tie = lambda r: (r[0].drawn_on, r[0].loan_id)  # noqa: E731
-    for stage, key in ((1, lambda r: (r[4], *tie(r))), (2, lambda r: (r[5], *tie(r))),
-                       (3, lambda r: (r[5], *tie(r)))):
-        for row in sorted(rows, key=key):
-            take = min(left, row[stage])
-            shares[row[0].loan_id] += take
+    for stage in range(3):
+        for row in sorted(rows, key=lambda r: r.order(stage)):
+            take = min(left, row.part(stage))
+            shares[row.loan.loan_id] += take
             left -= take
     assert left == 0, "an amount above the payoff must be refused before splitting"
     return {k: v for k, v in shares.items() if v}

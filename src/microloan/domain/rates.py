@@ -55,7 +55,8 @@ class DailyRate:
         return self
 
     def as_decimal(self) -> Decimal:
-        return (Decimal(self.units) / RATE_SCALE).normalize()
+        value: Decimal = (Decimal(self.units) / RATE_SCALE).normalize()
+        return value
 
     def __str__(self) -> str:
         return format(self.as_decimal(), "f")
@@ -63,12 +64,14 @@ class DailyRate:
     @property
     def penalty_units(self) -> int:
         """min(r × 3/2, 1/1500) over PENALTY_SCALE."""
-        return min(9 * self.units, PENALTY_CAP_UNITS)
+        units: int = min(9 * self.units, PENALTY_CAP_UNITS)
+        return units
 
     def annual_simple_bp100(self) -> int:
         """Annual simple rate (daily × 360) in hundredths of a per cent, half up."""
         # rate × 360 × 100 % × 100 = units × 3_600_000 / SCALE
-        return (2 * self.units * 3_600_000 + RATE_SCALE) // (2 * RATE_SCALE)
+        hundredths: int = (2 * self.units * 3_600_000 + RATE_SCALE) // (2 * RATE_SCALE)
+        return hundredths
 
 
 def format_percent_bp100(hundredths: int) -> str:

@@ -63,7 +63,8 @@ class Schedule:
 
 def interest_fen(balance_fen: int, rate_units: int, days: int) -> int:
     """round(balance × rate × days), half up."""
-    return (2 * balance_fen * rate_units * days + RATE_SCALE) // _TWO_SCALE
+    fen: int = (2 * balance_fen * rate_units * days + RATE_SCALE) // _TWO_SCALE
+    return fen
 
 
 @lru_cache(maxsize=4096)
@@ -80,7 +81,8 @@ def annuity_fen(principal_fen: int, rate_units: int, periods: int) -> int:
     if rate_units == 0:
         return (2 * principal_fen + periods) // (2 * periods)
     num, den = _annuity_factors(rate_units, periods)
-    return (2 * principal_fen * num + den) // (2 * den)
+    fen: int = (2 * principal_fen * num + den) // (2 * den)
+    return fen
 
 
 def equal_principal_parts(principal_fen: int, periods: int) -> list[int]:
@@ -148,7 +150,7 @@ def _npv_sign(principal_fen: int, totals: tuple[int, ...], num: int, den: int) -
         den_k *= den
         acc = acc * u + amount * den_k
     # acc now = Σ A_k den^k u^(n-k)
-    diff = acc - principal_fen * u ** len(totals)
+    diff: int = acc - principal_fen * u ** len(totals)
     return (diff > 0) - (diff < 0)
 
 
@@ -180,7 +182,7 @@ def apr_bp100(principal_fen: int, totals: tuple[int, ...]) -> int:
     APR hundredths h satisfy (h − ½)/120000 ≤ IRR < (h + ½)/120000; NPV falls as the rate
     rises, so IRR ≥ x ⇔ NPV(x) ≥ 0.
     """
-    h = round(_irr_guess(principal_fen, totals) * 120_000)
+    h: int = round(_irr_guess(principal_fen, totals) * 120_000)
     for _ in range(64):
         if _npv_sign(principal_fen, totals, 2 * h - 1, 240_000) < 0:
             h -= 1  # IRR below the lower edge

@@ -52,10 +52,11 @@ def run_autodebit(p: Platform, rail: DebitRail | None = None) -> AutodebitResult
             loan.c.status == LoanStatus.OPEN.value, loan.c.earliest_unpaid_due <= today)
             .order_by(loan.c.loan_id)))
         states = repo.live_states(conn, rows)
-        done_today = dict(conn.execute(sa.select(repayment.c.loan_id, sa.func.count())
-                                       .where(repayment.c.business_date == today,
-                                              repayment.c.source == "autodebit")
-                                       .group_by(repayment.c.loan_id)).all())
+        counted = conn.execute(
+            sa.select(repayment.c.loan_id, sa.func.count())
+            .where(repayment.c.business_date == today, repayment.c.source == "autodebit")
+            .group_by(repayment.c.loan_id))
+        done_today: dict[int, int] = {int(lid): int(n) for lid, n in counted}
     result = AutodebitResult(today.isoformat())
     for r in rows:
         due = L.due_today_fen(states[r.loan_id], today)

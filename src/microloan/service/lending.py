@@ -284,7 +284,7 @@ def _read_loan(conn: sa.Connection, loan_id: int) -> tuple[Any, L.LoanState]:
 def payoff(p: Platform, loan_id: int) -> dict[str, Any]:
     with p.engine.connect() as conn:
         today = read_clock(conn, p.now).open_date
-        row, state = _read_loan(conn, loan_id)
+        _row, state = _read_loan(conn, loan_id)
     brk = L.payoff(state, today)
     return {
         "loan_id": loan_id, "date": today.isoformat(), "payoff": format_yuan(brk.total_fen),

@@ -1,14 +1,13 @@
 """lending core: clock, books, customers, lines, loans, repayments, ledger
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 10:41:11.795864
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision = '0001'
 down_revision = None
