@@ -179,6 +179,7 @@ class PayoffBreakdown:
 
 def payoff(state: LoanState, on: date) -> PayoffBreakdown:
     """Payoff at date ``on`` (§5), counting every day through ``on``."""
+    assert on >= state.accrued_through, "figures are never asked for a date already passed"
     s = advance(state, on)
     cur = current_index(s, on)
     split = len(s.installments) if cur is None else cur
@@ -236,6 +237,7 @@ def due_today_fen(state: LoanState, on: date) -> int:
 def repay(state: LoanState, on: date, amount_fen: int) -> tuple[LoanState, Allocation]:
     """Apply ``amount_fen`` on ``on`` in the order of §5. The caller checks it ≤ payoff."""
     assert amount_fen > 0
+    assert on >= state.accrued_through, "a repayment cannot be dated before days already charged"
     s = advance(state, on)
     total = payoff(s, on).total_fen
     assert amount_fen <= total, "repayment above payoff must be refused before this point"

@@ -154,9 +154,7 @@ def test_paying_part_of_the_current_principal_early_lowers_its_interest() -> Non
     exact = Fraction(922_320 * 15 + 882_320 * 16, 2000)
     expected_interest = round_half_up(exact.numerator, exact.denominator)
     assert advance(loan, DUE_2).installments[1].interest_fen == expected_interest
-    assert due_today_fen(loan, DUE_2) == (
-        expected_interest - interest_to_date + 77_384 - 40_000
-    )
+    assert due_today_fen(loan, DUE_2) == (expected_interest - interest_to_date + 77_384 - 40_000)
     # Later installments are untouched: this was not a prepayment.
     assert [i.principal_fen for i in loan.installments[2:]] == [
         i.principal_fen for i in new_loan().installments[2:]
@@ -223,8 +221,10 @@ def test_repayment_order_penalty_then_overdue_oldest_first_then_current_then_pre
     # Penalty: 91,680 for 31 days of March, then 183,360 for 5 days of April, over 1500.
     penalty = round_half_up(91_680 * 31 + 183_360 * 5, 1500)
     assert brk.penalty_fen == penalty == 2506
-    assert (brk.overdue_interest_fen, brk.overdue_principal_fen) == (14_000 + 14_296,
-                                                                     77_680 + 77_384)
+    assert (brk.overdue_interest_fen, brk.overdue_principal_fen) == (
+        14_000 + 14_296,
+        77_680 + 77_384,
+    )
     current_interest = interest_fen(P_FEN - 77_680 - 77_384, RATE.units, 5)
     assert brk.current_interest_fen == current_interest
     assert days_past_due(loan, on) == 36

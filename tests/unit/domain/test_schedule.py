@@ -75,8 +75,13 @@ def rows(schedule: Schedule) -> list[tuple[int, date, int, int, int]]:
     return [
         (k + 1, due, days, p, i)
         for k, (due, days, p, i) in enumerate(
-            zip(schedule.due_dates, schedule.days, schedule.principals, schedule.interests,
-                strict=True)
+            zip(
+                schedule.due_dates,
+                schedule.days,
+                schedule.principals,
+                schedule.interests,
+                strict=True,
+            )
         )
     ]
 
@@ -255,9 +260,7 @@ def test_cap_with_a_rate_off_the_micro_grid_tries_the_step_just_below_it() -> No
 @pytest.mark.parametrize("term", [1, 3, 6, 12, 18, 24, 36])
 @pytest.mark.parametrize("method", list(Method))
 @pytest.mark.parametrize("drawn", [date(2026, 1, 1), date(2026, 7, 1), date(2026, 12, 31)])
-def test_within_apr_cap_agrees_with_the_rounded_apr(
-    term: int, method: Method, drawn: date
-) -> None:
+def test_within_apr_cap_agrees_with_the_rounded_apr(term: int, method: Method, drawn: date) -> None:
     for rate in (DailyRate.parse("0.00065"), DailyRate.parse("0.000655"), TOP_RATE):
         s = build_schedule(P_FEN, term, rate, method, drawn)
         apr = apr_bp100(P_FEN, s.totals)
