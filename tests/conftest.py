@@ -64,8 +64,9 @@ class PostgresServer:
         import psycopg
 
         assert self.admin_url is not None
-        with psycopg.connect(_libpq_url(self.admin_url), autocommit=True,
-                             connect_timeout=PG_CONNECT_TIMEOUT_S) as conn:
+        with psycopg.connect(
+            _libpq_url(self.admin_url), autocommit=True, connect_timeout=PG_CONNECT_TIMEOUT_S
+        ) as conn:
             conn.execute(statement)  # type: ignore[arg-type]
 
 
@@ -85,8 +86,11 @@ def postgres_server() -> PostgresServer:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or ["no answer"])[0]
-        return PostgresServer(None, f"PostgreSQL at {shown} is unreachable ({first}); "
-                                    f"set {PG_URL_ENV} to test on PostgreSQL")
+        return PostgresServer(
+            None,
+            f"PostgreSQL at {shown} is unreachable ({first}); "
+            f"set {PG_URL_ENV} to test on PostgreSQL",
+        )
     return PostgresServer(url, "")
 
 

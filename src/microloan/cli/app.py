@@ -28,8 +28,12 @@ from microloan.service import clock as clock_svc
 from microloan.service.platform import Platform
 from microloan.service.quote import quote, quote_view
 
-app = typer.Typer(help="microloan 微粒贷式循环小额信贷平台 — online revolving micro-credit.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="microloan 微粒贷式循环小额信贷平台 — online revolving micro-credit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="数据库 Database.", no_args_is_help=True)
 clock_app = typer.Typer(help="营业日 Business clock.", no_args_is_help=True)
 customer_app = typer.Typer(help="客户 Customers.", no_args_is_help=True)
@@ -37,16 +41,26 @@ line_app = typer.Typer(help="额度 Credit lines.", no_args_is_help=True)
 loan_app = typer.Typer(help="借款 Loans.", no_args_is_help=True)
 ledger_app = typer.Typer(help="账务 Books.", no_args_is_help=True)
 eod_app = typer.Typer(help="日终 End of day.", invoke_without_command=True)
-for sub, name in ((db_app, "db"), (clock_app, "clock"), (customer_app, "customer"),
-                  (line_app, "line"), (loan_app, "loan"), (ledger_app, "ledger"),
-                  (eod_app, "eod")):
+for sub, name in (
+    (db_app, "db"),
+    (clock_app, "clock"),
+    (customer_app, "customer"),
+    (line_app, "line"),
+    (loan_app, "loan"),
+    (ledger_app, "ledger"),
+    (eod_app, "eod"),
+):
     app.add_typer(sub, name=name)
 
 console = Console()
 err_console = Console(stderr=True)
 
-Database = Annotated[str | None, typer.Option("--database", help="Database URL (default: "
-                                              "$MICROLOAN_DATABASE_URL or the SQLite file).")]
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database", help="Database URL (default: $MICROLOAN_DATABASE_URL or the SQLite file)."
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 P = ParamSpec("P")
@@ -65,9 +79,13 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(2) from None
         except (OperationalError, ProgrammingError) as exc:
             first = str(exc.orig or exc).strip().splitlines()[0]
-            err_console.print(f"error: db.unavailable: {first} (is the database initialised? "
-                              "run `microloan db init`)", markup=False, highlight=False,
-                              soft_wrap=True)
+            err_console.print(
+                f"error: db.unavailable: {first} (is the database initialised? "
+                "run `microloan db init`)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(2) from None
 
     return wrapper
@@ -97,21 +115,28 @@ def _positive_id(value: int, field: str) -> int:
 
 # ---------------------------------------------------------------------------------------------
 
+
 @app.command("quote")
 @guarded
 def quote_cmd(
     amount: Annotated[str, typer.Option(help="Principal in yuan, e.g. 10000.")],
     term: Annotated[int, typer.Option(help="Term in months.")],
     rate: Annotated[str, typer.Option(help="Daily simple rate, e.g. 0.0005.")],
-    method: Annotated[str, typer.Option(help="equal_principal | equal_installment")] =
-    "equal_principal",
+    method: Annotated[
+        str, typer.Option(help="equal_principal | equal_installment")
+    ] = "equal_principal",
     date_: Annotated[str | None, typer.Option("--date", help="Draw date YYYY-MM-DD.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """试算 Quote a draw: its schedule, daily rate, annual simple rate and APR."""
     drawn_on = parse_date(date_, field="date") if date_ else _today()
-    schedule = quote(parse_yuan(amount, field="amount"), term,
-                     DailyRate.parse(rate, field="rate"), _method(method), drawn_on)
+    schedule = quote(
+        parse_yuan(amount, field="amount"),
+        term,
+        DailyRate.parse(rate, field="rate"),
+        _method(method),
+        drawn_on,
+    )
     emit(quote_view(schedule), as_json, _print_quote)
 
 
@@ -122,21 +147,37 @@ def _today() -> date:
 
 
 def _print_quote(q: dict[str, Any]) -> None:
-    table = Table(title=f"还款计划 Schedule — ¥{q['principal']}, {q['term_months']} 期 months, "
-                        f"{q['method']}")
-    for col in ("期 Period", "到期日 Due", "天 Days", "本金 Principal", "利息 Interest",
-                "合计 Total"):
+    table = Table(
+        title=f"还款计划 Schedule — ¥{q['principal']}, {q['term_months']} 期 months, {q['method']}"
+    )
+    for col in (
+        "期 Period",
+        "到期日 Due",
+        "天 Days",
+        "本金 Principal",
+        "利息 Interest",
+        "合计 Total",
+    ):
         table.add_column(col, justify="right")
     for i in q["installments"]:
-        table.add_row(str(i["period"]), i["due_date"], str(i["days"]), i["principal"],
-                      i["interest"], i["total"])
+        table.add_row(
+            str(i["period"]),
+            i["due_date"],
+            str(i["days"]),
+            i["principal"],
+            i["interest"],
+            i["total"],
+        )
     console.print(table)
-    console.print(f"年化利率(IRR) APR {q['apr']}  ·  年化单利 annual simple rate "
-                  f"{q['annual_simple_rate']}  ·  日利率 daily rate {q['daily_rate']}  ·  "
-                  f"总利息 total interest ¥{q['total_interest']}")
+    console.print(
+        f"年化利率(IRR) APR {q['apr']}  ·  年化单利 annual simple rate "
+        f"{q['annual_simple_rate']}  ·  日利率 daily rate {q['daily_rate']}  ·  "
+        f"总利息 total interest ¥{q['total_interest']}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 @db_app.command("init")
 @guarded
@@ -147,8 +188,11 @@ def db_init(database: Database = None, as_json: AsJson = False) -> None:
 
 @clock_app.command("set")
 @guarded
-def clock_set(date_: Annotated[str, typer.Argument(metavar="DATE")],
-              database: Database = None, as_json: AsJson = False) -> None:
+def clock_set(
+    date_: Annotated[str, typer.Argument(metavar="DATE")],
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
     """设置营业日 Set the open business date (tests and simulation)."""
     d = parse_date(date_, field="date")
     p = platform(database)
@@ -176,15 +220,20 @@ def clock_system(database: Database = None, as_json: AsJson = False) -> None:
 
 
 def _clock_dict(view: clock_svc.ClockView) -> dict[str, str | None]:
-    return {"mode": view.mode, "open_date": view.open_date.isoformat(),
-            "last_closed_date": view.last_closed_date.isoformat() if view.last_closed_date
-            else None}
+    return {
+        "mode": view.mode,
+        "open_date": view.open_date.isoformat(),
+        "last_closed_date": view.last_closed_date.isoformat() if view.last_closed_date else None,
+    }
 
 
 @customer_app.command("create")
 @guarded
-def customer_create(name: Annotated[str, typer.Option(help="Customer name.")],
-                    database: Database = None, as_json: AsJson = False) -> None:
+def customer_create(
+    name: Annotated[str, typer.Option(help="Customer name.")],
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
     """新建客户 Create a customer."""
     emit({"customer_id": lending.create_customer(platform(database), name)}, as_json)
 
@@ -195,17 +244,28 @@ def line_grant(
     customer: Annotated[int, typer.Option(help="Customer id.")],
     limit: Annotated[str, typer.Option(help="Limit in yuan (500–200000, multiple of 100).")],
     rate: Annotated[str, typer.Option(help="Daily rate (0.000083–0.00066).")],
-    database: Database = None, as_json: AsJson = False,
+    database: Database = None,
+    as_json: AsJson = False,
 ) -> None:
     """授信 Grant or change a credit line."""
-    emit(lending.grant_line(platform(database), _positive_id(customer, "customer"),
-                            parse_yuan(limit, field="limit"), DailyRate.parse(rate)), as_json)
+    emit(
+        lending.grant_line(
+            platform(database),
+            _positive_id(customer, "customer"),
+            parse_yuan(limit, field="limit"),
+            DailyRate.parse(rate),
+        ),
+        as_json,
+    )
 
 
 @line_app.command("show")
 @guarded
-def line_show(customer: Annotated[int, typer.Option(help="Customer id.")],
-              database: Database = None, as_json: AsJson = False) -> None:
+def line_show(
+    customer: Annotated[int, typer.Option(help="Customer id.")],
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
     """额度 Show a credit line with its available amount."""
     p = platform(database)
     with p.engine.connect() as conn:
@@ -219,13 +279,24 @@ def draw_cmd(
     amount: Annotated[str, typer.Option(help="Whole yuan, at least 100.")],
     term: Annotated[int, typer.Option(help="Term in months.")],
     key: Annotated[str, typer.Option(help="Idempotency key.")],
-    method: Annotated[str, typer.Option(help="equal_principal | equal_installment")] =
-    "equal_principal",
-    database: Database = None, as_json: AsJson = False,
+    method: Annotated[
+        str, typer.Option(help="equal_principal | equal_installment")
+    ] = "equal_principal",
+    database: Database = None,
+    as_json: AsJson = False,
 ) -> None:
     """借款 Draw from the line; disbursed and booked at once."""
-    emit(lending.draw(platform(database), _positive_id(customer, "customer"),
-                      parse_yuan(amount, field="amount"), term, _method(method), key), as_json)
+    emit(
+        lending.draw(
+            platform(database),
+            _positive_id(customer, "customer"),
+            parse_yuan(amount, field="amount"),
+            term,
+            _method(method),
+            key,
+        ),
+        as_json,
+    )
 
 
 @app.command("repay")
@@ -235,26 +306,41 @@ def repay_cmd(
     amount: Annotated[str, typer.Option(help="Yuan, up to the payoff.")],
     key: Annotated[str, typer.Option(help="Idempotency key.")],
     loan: Annotated[int | None, typer.Option(help="Loan id; omit to repay all loans.")] = None,
-    database: Database = None, as_json: AsJson = False,
+    database: Database = None,
+    as_json: AsJson = False,
 ) -> None:
     """还款 Repay one loan, or all of them in the rulebook's order."""
     loan_id = _positive_id(loan, "loan") if loan is not None else None
-    emit(lending.repay(platform(database), _positive_id(customer, "customer"), loan_id,
-                       parse_yuan(amount, field="amount"), key), as_json)
+    emit(
+        lending.repay(
+            platform(database),
+            _positive_id(customer, "customer"),
+            loan_id,
+            parse_yuan(amount, field="amount"),
+            key,
+        ),
+        as_json,
+    )
 
 
 @app.command("payoff")
 @guarded
-def payoff_cmd(loan: Annotated[int, typer.Option(help="Loan id.")],
-               database: Database = None, as_json: AsJson = False) -> None:
+def payoff_cmd(
+    loan: Annotated[int, typer.Option(help="Loan id.")],
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
     """结清金额 What clears the loan at the open business date."""
     emit(lending.payoff(platform(database), _positive_id(loan, "loan")), as_json)
 
 
 @loan_app.command("show")
 @guarded
-def loan_show(loan_id: Annotated[int, typer.Argument(metavar="ID")],
-              database: Database = None, as_json: AsJson = False) -> None:
+def loan_show(
+    loan_id: Annotated[int, typer.Argument(metavar="ID")],
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
     """借款详情 A loan with its live schedule, DPD and payoff."""
     emit(lending.show_loan(platform(database), _positive_id(loan_id, "loan")), as_json)
 
@@ -264,7 +350,8 @@ def loan_show(loan_id: Annotated[int, typer.Argument(metavar="ID")],
 def eod_cmd(
     ctx: typer.Context,
     until: Annotated[str | None, typer.Option(help="Close dates up to this one only.")] = None,
-    database: Database = None, as_json: AsJson = False,
+    database: Database = None,
+    as_json: AsJson = False,
 ) -> None:
     """日终 Close every business date before the open one, in order."""
     if ctx.invoked_subcommand is not None:
@@ -314,24 +401,42 @@ def demo_cmd(database: Database = None, as_json: AsJson = False) -> None:
 
         ids = [int(c) for c in conn.execute(sa.select(customer.c.customer_id)).scalars()]
         lines = [lending.line_summary(conn, cid) for cid in ids]
-    summary = {"demo": result, "clock": _clock_dict(clock), "lines": lines,
-               "ledger": ledger_check.check_ledger(p)["ok"]}
+    summary = {
+        "demo": result,
+        "clock": _clock_dict(clock),
+        "lines": lines,
+        "ledger": ledger_check.check_ledger(p)["ok"],
+    }
     emit(summary, as_json, _print_demo)
 
 
 def _print_demo(summary: dict[str, Any]) -> None:
     table = Table(title=f"演示数据 Demo book — 营业日 open date {summary['clock']['open_date']}")
-    for col in ("客户", "额度 Limit", "可借 Avail.", "在贷 Owed", "笔 #", "日利率 Rate",
-                "逾期 Late"):
+    for col in (
+        "客户",
+        "额度 Limit",
+        "可借 Avail.",
+        "在贷 Owed",
+        "笔 #",
+        "日利率 Rate",
+        "逾期 Late",
+    ):
         table.add_column(col)
     for line in summary["lines"]:
-        table.add_row(str(line["customer_id"]), f"¥{line['limit']}", f"¥{line['available']}",
-                      f"¥{line['outstanding_principal']}", str(line["open_loans"]),
-                      line["daily_rate"], "是 yes" if line["overdue_blocked"] else "否 no")
+        table.add_row(
+            str(line["customer_id"]),
+            f"¥{line['limit']}",
+            f"¥{line['available']}",
+            f"¥{line['outstanding_principal']}",
+            str(line["open_loans"]),
+            line["daily_rate"],
+            "是 yes" if line["overdue_blocked"] else "否 no",
+        )
     console.print(table)
     console.print(f"账务核对 ledger check: {'通过 ok' if summary['ledger'] else '失败 FAILED'}")
-    console.print("试试 Try: microloan loan show 1 · microloan payoff --loan 4 · "
-                  "microloan ledger check")
+    console.print(
+        "试试 Try: microloan loan show 1 · microloan payoff --loan 4 · microloan ledger check"
+    )
 
 
 def main() -> None:

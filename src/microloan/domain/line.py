@@ -61,8 +61,9 @@ LOAN_TRANSITIONS: dict[tuple[LoanStatus, LoanEvent], LoanStatus] = {
 def loan_transition(status: LoanStatus, event: LoanEvent) -> LoanStatus:
     new = LOAN_TRANSITIONS.get((status, event))
     if new is None:
-        raise RuleViolation(f"a {status} loan cannot become {event}",
-                            code="loan.transition.illegal")
+        raise RuleViolation(
+            f"a {status} loan cannot become {event}", code="loan.transition.illegal"
+        )
     return new
 
 
@@ -102,27 +103,39 @@ def check_draw(
     """Raise :class:`DrawRefused` naming the first rule of §2 that the draw breaks."""
     if term_months not in policy.terms:
         offered = ", ".join(str(t) for t in policy.terms)
-        raise DrawRefused(f"term {term_months} is not offered (offered: {offered} months)",
-                          code="loan.draw.term_not_offered", field="term")
+        raise DrawRefused(
+            f"term {term_months} is not offered (offered: {offered} months)",
+            code="loan.draw.term_not_offered",
+            field="term",
+        )
     if amount_fen % FEN_PER_YUAN:
-        raise DrawRefused("a draw is a whole number of yuan", code="loan.draw.not_whole_yuan",
-                          field="amount")
+        raise DrawRefused(
+            "a draw is a whole number of yuan", code="loan.draw.not_whole_yuan", field="amount"
+        )
     if amount_fen < policy.min_draw_fen:
-        raise DrawRefused(f"the smallest draw is {format_yuan(policy.min_draw_fen)} yuan",
-                          code="loan.draw.below_minimum", field="amount")
+        raise DrawRefused(
+            f"the smallest draw is {format_yuan(policy.min_draw_fen)} yuan",
+            code="loan.draw.below_minimum",
+            field="amount",
+        )
     if line.status is not LineStatus.ACTIVE:
         raise DrawRefused(f"the credit line is {line.status}", code="loan.draw.line_not_active")
     if overdue:
-        raise DrawRefused("a loan is overdue: repay what is overdue before drawing again",
-                          code="loan.draw.overdue")
+        raise DrawRefused(
+            "a loan is overdue: repay what is overdue before drawing again",
+            code="loan.draw.overdue",
+        )
     if line.open_loans >= policy.max_open_loans:
-        raise DrawRefused(f"at most {policy.max_open_loans} loans may be open at once",
-                          code="loan.draw.too_many_loans")
+        raise DrawRefused(
+            f"at most {policy.max_open_loans} loans may be open at once",
+            code="loan.draw.too_many_loans",
+        )
     if amount_fen > line.available_fen:
         raise DrawRefused(
             f"amount {format_yuan(amount_fen)} exceeds the available "
             f"{format_yuan(line.available_fen)} yuan",
-            code="loan.draw.exceeds_available", field="amount",
+            code="loan.draw.exceeds_available",
+            field="amount",
         )
 
 
@@ -162,8 +175,9 @@ def _stages(loan: OpenLoan, on: date) -> _Stages:
         current = brk.current_interest_fen + state.installments[cur].principal_left_fen
     arrears = brk.penalty_fen + brk.overdue_interest_fen + brk.overdue_principal_fen
     first_unpaid = _earliest_overdue_due(state, on) or current_due
-    return _Stages(loan, arrears, current, brk.total_fen - arrears - current, first_unpaid,
-                   current_due)
+    return _Stages(
+        loan, arrears, current, brk.total_fen - arrears - current, first_unpaid, current_due
+    )
 
 
 def split_across_loans(loans: list[OpenLoan], on: date, amount_fen: int) -> dict[int, int]:

@@ -115,12 +115,17 @@ def open_loan(schedule: Schedule) -> LoanState:
     """The state right after disbursement on ``schedule.drawn_on``: nothing charged yet."""
     installments = [
         Installment(k + 1, due, principal)
-        for k, (due, principal) in enumerate(zip(schedule.due_dates, schedule.principals,
-                                                 strict=True))
+        for k, (due, principal) in enumerate(
+            zip(schedule.due_dates, schedule.principals, strict=True)
+        )
     ]
     return LoanState(
-        schedule.principal_fen, schedule.rate, schedule.method, schedule.drawn_on,
-        installments, accrued_through=schedule.drawn_on,
+        schedule.principal_fen,
+        schedule.rate,
+        schedule.method,
+        schedule.drawn_on,
+        installments,
+        accrued_through=schedule.drawn_on,
     )
 
 
@@ -136,9 +141,7 @@ def advance(state: LoanState, through: date) -> LoanState:
         days = (seg_end - s.accrued_through).days
         split = len(s.installments) if idx is None else idx
         performing = sum(i.principal_left_fen for i in s.installments[split:])
-        overdue = sum(
-            i.principal_left_fen + i.interest_left_fen() for i in s.installments[:split]
-        )
+        overdue = sum(i.principal_left_fen + i.interest_left_fen() for i in s.installments[:split])
         s.period_interest_units += performing * rate_units * days
         s.penalty_units += overdue * penalty_rate * days
         s.accrued_through = seg_end
@@ -184,8 +187,8 @@ def payoff(state: LoanState, on: date) -> PayoffBreakdown:
     cur = current_index(s, on)
     split = len(s.installments) if cur is None else cur
     overdue = s.installments[:split]
-    current_interest = 0 if cur is None else s.installments[cur].interest_left_fen(
-        s.open_interest_fen()
+    current_interest = (
+        0 if cur is None else s.installments[cur].interest_left_fen(s.open_interest_fen())
     )
     return PayoffBreakdown(
         penalty_fen=s.penalty_due_fen,
@@ -268,9 +271,7 @@ def repay(state: LoanState, on: date, amount_fen: int) -> tuple[LoanState, Alloc
         assert cur is not None
         _prepay(s, cur, prepaid)
         principal_paid += prepaid
-    return s, Allocation(
-        penalty, interest_paid, principal_paid, prepaid, tuple(by_period)
-    )
+    return s, Allocation(penalty, interest_paid, principal_paid, prepaid, tuple(by_period))
 
 
 def _prepay(s: LoanState, cur: int, amount_fen: int) -> None:

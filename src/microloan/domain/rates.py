@@ -36,14 +36,16 @@ class DailyRate:
         try:
             value = Decimal(str(text).strip())
         except InvalidOperation:
-            raise InvalidInput(f"must be a decimal daily rate such as 0.0005 (got {text!r})",
-                               field=field) from None
+            raise InvalidInput(
+                f"must be a decimal daily rate such as 0.0005 (got {text!r})", field=field
+            ) from None
         if not value.is_finite() or value < 0:
             raise InvalidInput(f"must be a positive decimal (got {text!r})", field=field)
         scaled = value * RATE_SCALE
         if scaled != scaled.to_integral_value():
-            raise InvalidInput(f"has more than {RATE_DECIMALS} decimals (got {text!r})",
-                               field=field)
+            raise InvalidInput(
+                f"has more than {RATE_DECIMALS} decimals (got {text!r})", field=field
+            )
         return cls(int(scaled))
 
     def check_band(self, *, field: str = "rate") -> DailyRate:

@@ -21,5 +21,7 @@ def init_db(p: Platform) -> dict[str, str | None]:
         init_clock(conn, p.now)
 
     p.transaction(seed)
-    return {"database": p.engine.url.render_as_string(hide_password=True),
-            "revision": current_revision(p.engine)}
+    return {
+        "database": p.engine.url.render_as_string(hide_password=True),
+        "revision": current_revision(p.engine),
+    }

@@ -39,23 +39,32 @@ class AutodebitResult:
     amount_fen: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"business_date": self.business_date, "loans_due": self.loans_due,
-                "debited": self.debited, "failed": self.failed,
-                "amount": format_yuan(self.amount_fen)}
+        return {
+            "business_date": self.business_date,
+            "loans_due": self.loans_due,
+            "debited": self.debited,
+            "failed": self.failed,
+            "amount": format_yuan(self.amount_fen),
+        }
 
 
 def run_autodebit(p: Platform, rail: DebitRail | None = None) -> AutodebitResult:
     rail = rail or AlwaysPaysRail()
     with p.engine.connect() as conn:
         today = read_clock(conn, p.now).open_date
-        rows = list(conn.execute(sa.select(*repo.LOAN_COLUMNS).where(
-            loan.c.status == LoanStatus.OPEN.value, loan.c.earliest_unpaid_due <= today)
-            .order_by(loan.c.loan_id)))
+        rows = list(
+            conn.execute(
+                sa.select(*repo.LOAN_COLUMNS)
+                .where(loan.c.status == LoanStatus.OPEN.value, loan.c.earliest_unpaid_due <= today)
+                .order_by(loan.c.loan_id)
+            )
+        )
         states = repo.live_states(conn, rows)
         counted = conn.execute(
             sa.select(repayment.c.loan_id, sa.func.count())
             .where(repayment.c.business_date == today, repayment.c.source == "autodebit")
-            .group_by(repayment.c.loan_id))
+            .group_by(repayment.c.loan_id)
+        )
         done_today: dict[int, int] = {int(lid): int(n) for lid, n in counted}
     result = AutodebitResult(today.isoformat())
     for r in rows:

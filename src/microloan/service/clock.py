@@ -35,8 +35,9 @@ class ClockView:
 def read_clock(conn: sa.Connection, now: Now) -> ClockView:
     row = conn.execute(sa.select(business_clock).where(business_clock.c.id == 1)).one_or_none()
     if row is None:
-        raise MicroloanError("the database is not initialised: run `microloan db init`",
-                             code="db.not_initialised")
+        raise MicroloanError(
+            "the database is not initialised: run `microloan db init`", code="db.not_initialised"
+        )
     if row.mode == "system":
         today = now().astimezone(SHANGHAI).date()
         if row.last_closed_date is not None:
@@ -48,9 +49,15 @@ def read_clock(conn: sa.Connection, now: Now) -> ClockView:
 def init_clock(conn: sa.Connection, now: Now) -> None:
     if conn.execute(sa.select(business_clock.c.id)).first() is None:
         today = now().astimezone(SHANGHAI).date()
-        conn.execute(business_clock.insert(), {
-            "id": 1, "mode": "system", "open_date": today, "last_closed_date": None,
-        })
+        conn.execute(
+            business_clock.insert(),
+            {
+                "id": 1,
+                "mode": "system",
+                "open_date": today,
+                "last_closed_date": None,
+            },
+        )
 
 
 def set_clock(conn: sa.Connection, open_date: date, now: Now) -> ClockView:
@@ -58,15 +65,22 @@ def set_clock(conn: sa.Connection, open_date: date, now: Now) -> ClockView:
     if current.last_closed_date is not None and open_date <= current.last_closed_date:
         raise ClockRefused(
             f"{open_date} is not after the last closed business date {current.last_closed_date}",
-            code="clock.before_closed", field="date",
+            code="clock.before_closed",
+            field="date",
         )
     if current.last_closed_date is None:
         latest = conn.execute(sa.select(sa.func.max(loan.c.drawn_on))).scalar()
         if latest is not None and open_date < latest:
-            raise ClockRefused(f"{open_date} is before business already done on {latest}",
-                               code="clock.before_business", field="date")
-    conn.execute(business_clock.update().where(business_clock.c.id == 1)
-                 .values(mode="manual", open_date=open_date))
+            raise ClockRefused(
+                f"{open_date} is before business already done on {latest}",
+                code="clock.before_business",
+                field="date",
+            )
+    conn.execute(
+        business_clock.update()
+        .where(business_clock.c.id == 1)
+        .values(mode="manual", open_date=open_date)
+    )
     return ClockView("manual", open_date, current.last_closed_date)
 
 

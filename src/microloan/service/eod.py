@@ -44,14 +44,18 @@ class DayResult:
         from microloan.domain.money import format_yuan
 
         return {
-            "business_date": self.business_date.isoformat(), "loans": self.loans,
-            "interest": format_yuan(self.interest_fen), "penalty": format_yuan(self.penalty_fen),
-            "overdue_loans": self.overdue_loans, "blocked_lines": self.blocked_lines,
+            "business_date": self.business_date.isoformat(),
+            "loans": self.loans,
+            "interest": format_yuan(self.interest_fen),
+            "penalty": format_yuan(self.penalty_fen),
+            "overdue_loans": self.overdue_loans,
+            "blocked_lines": self.blocked_lines,
         }
 
 
-def run_eod(p: Platform, *, until: date | None = None,
-            progress: Progress | None = None) -> list[DayResult]:
+def run_eod(
+    p: Platform, *, until: date | None = None, progress: Progress | None = None
+) -> list[DayResult]:
     """Close every unclosed date before the open date (or through ``until``), in order."""
     with p.engine.connect() as conn:
         clock = read_clock(conn, p.now)
@@ -81,13 +85,25 @@ def close_date(p: Platform, d: date, *, progress: Progress | None = None) -> Day
 
 
 def _start_run(conn: sa.Connection, d: date, p: Platform) -> int:
-    clock = conn.execute(sa.select(business_clock).where(business_clock.c.id == 1)
-                         .with_for_update()).one()
+    clock = conn.execute(
+        sa.select(business_clock).where(business_clock.c.id == 1).with_for_update()
+    ).one()
     assert clock.last_closed_date in (None, d - timedelta(days=1)), "dates close in order"
-    return int(conn.execute(eod_run.insert().returning(eod_run.c.run_id), {
-        "business_date": d, "status": "running", "started_at": p.now(), "loans": 0,
-        "interest_fen": 0, "penalty_fen": 0, "overdue_loans": 0, "blocked_lines": 0,
-    }).scalar_one())
+    return int(
+        conn.execute(
+            eod_run.insert().returning(eod_run.c.run_id),
+            {
+                "business_date": d,
+                "status": "running",
+                "started_at": p.now(),
+                "loans": 0,
+                "interest_fen": 0,
+                "penalty_fen": 0,
+                "overdue_loans": 0,
+                "blocked_lines": 0,
+            },
+        ).scalar_one()
+    )
 
 
 def _due_filter(d: date) -> Any:
@@ -124,52 +140,87 @@ def _close_chunk(conn: sa.Connection, d: date, p: Platform, result: DayResult) -
         dpd = L.days_past_due(after, d) if r.status == LoanStatus.OPEN.value else 0
         result.overdue_loans += dpd > 0
         if interest or penalty:
-            accruals[r.book_id].append({
-                "loan_id": r.loan_id, "business_date": d, "customer_id": r.customer_id,
-                "book_id": r.book_id, "interest_fen": interest, "penalty_fen": penalty,
-            })
-        loan_updates.append({
-            "b_loan_id": r.loan_id, "b_closed_through": d - timedelta(days=1),
-            "closed_through": d, "interest_booked_fen": r.interest_booked_fen + interest,
-            "penalty_booked_fen": r.penalty_booked_fen + penalty, "dpd": dpd,
-            **repo.snapshot_columns(after),
-        })
+            accruals[r.book_id].append(
+                {
+                    "loan_id": r.loan_id,
+                    "business_date": d,
+                    "customer_id": r.customer_id,
+                    "book_id": r.book_id,
+                    "interest_fen": interest,
+                    "penalty_fen": penalty,
+                }
+            )
+        loan_updates.append(
+            {
+                "b_loan_id": r.loan_id,
+                "b_closed_through": d - timedelta(days=1),
+                "closed_through": d,
+                "interest_booked_fen": r.interest_booked_fen + interest,
+                "penalty_booked_fen": r.penalty_booked_fen + penalty,
+                "dpd": dpd,
+                **repo.snapshot_columns(after),
+            }
+        )
         old = {i.period: i for i in insts[r.loan_id]}
         for row in repo.installment_rows(r.customer_id, r.loan_id, after):
             o = old[row["period"]]
             if (o.principal_fen, o.interest_fen, o.principal_paid_fen, o.interest_paid_fen) != (
-                    row["principal_fen"], row["interest_fen"], row["principal_paid_fen"],
-                    row["interest_paid_fen"]):
-                inst_updates.append({f"b_{k}" if k in ("loan_id", "period") else k: v
-                                     for k, v in row.items() if k not in ("customer_id",
-                                                                          "due_date")})
+                row["principal_fen"],
+                row["interest_fen"],
+                row["principal_paid_fen"],
+                row["interest_paid_fen"],
+            ):
+                inst_updates.append(
+                    {
+                        f"b_{k}" if k in ("loan_id", "period") else k: v
+                        for k, v in row.items()
+                        if k not in ("customer_id", "due_date")
+                    }
+                )
         result.interest_fen += interest
         result.penalty_fen += penalty
     for book, records in accruals.items():
-        entry = accrual_entry(sum(a["interest_fen"] for a in records),
-                              sum(a["penalty_fen"] for a in records))
+        entry = accrual_entry(
+            sum(a["interest_fen"] for a in records), sum(a["penalty_fen"] for a in records)
+        )
         assert entry is not None
-        entry_id = post(conn, entry, book=book, business_date=d, created_at=p.now(),
-                        reference=f"accrual:{d}:{records[0]['loan_id']}-{records[-1]['loan_id']}")
+        entry_id = post(
+            conn,
+            entry,
+            book=book,
+            business_date=d,
+            created_at=p.now(),
+            reference=f"accrual:{d}:{records[0]['loan_id']}-{records[-1]['loan_id']}",
+        )
         conn.execute(accrual.insert(), [{**a, "entry_id": entry_id} for a in records])
     _write_snapshots(conn, loan_updates, inst_updates)
     result.loans += len(rows)
     return len(rows)
 
 
-def _write_snapshots(conn: sa.Connection, loans: list[dict[str, Any]],
-                     insts: list[dict[str, Any]]) -> None:
-    stmt = loan.update().where(
-        loan.c.loan_id == sa.bindparam("b_loan_id"),
-        loan.c.closed_through == sa.bindparam("b_closed_through"),
-    ).values({k: sa.bindparam(k) for k in loans[0] if not k.startswith("b_")})
+def _write_snapshots(
+    conn: sa.Connection, loans: list[dict[str, Any]], insts: list[dict[str, Any]]
+) -> None:
+    stmt = (
+        loan.update()
+        .where(
+            loan.c.loan_id == sa.bindparam("b_loan_id"),
+            loan.c.closed_through == sa.bindparam("b_closed_through"),
+        )
+        .values({k: sa.bindparam(k) for k in loans[0] if not k.startswith("b_")})
+    )
     written = conn.execute(stmt, loans).rowcount
     assert written == len(loans), "a loan's snapshot moved under the end of day"
     if insts:
-        conn.execute(installment.update().where(
-            installment.c.loan_id == sa.bindparam("b_loan_id"),
-            installment.c.period == sa.bindparam("b_period"),
-        ).values({k: sa.bindparam(k) for k in insts[0] if not k.startswith("b_")}), insts)
+        conn.execute(
+            installment.update()
+            .where(
+                installment.c.loan_id == sa.bindparam("b_loan_id"),
+                installment.c.period == sa.bindparam("b_period"),
+            )
+            .values({k: sa.bindparam(k) for k in insts[0] if not k.startswith("b_")}),
+            insts,
+        )
 
 
 def _finish(conn: sa.Connection, d: date, run_id: int, result: DayResult, p: Platform) -> None:
@@ -177,13 +228,26 @@ def _finish(conn: sa.Connection, d: date, run_id: int, result: DayResult, p: Pla
     assert conn.execute(sa.select(sa.func.count()).where(_due_filter(d))).scalar_one() == 0
     overdue = sa.exists().where(
         loan.c.customer_id == credit_line.c.customer_id,
-        loan.c.status == LoanStatus.OPEN.value, loan.c.earliest_unpaid_due <= d)
+        loan.c.status == LoanStatus.OPEN.value,
+        loan.c.earliest_unpaid_due <= d,
+    )
     conn.execute(credit_line.update().values(overdue_blocked=overdue))
-    result.blocked_lines = int(conn.execute(sa.select(sa.func.count()).select_from(credit_line)
-                                            .where(credit_line.c.overdue_blocked)).scalar_one())
-    conn.execute(business_clock.update().where(business_clock.c.id == 1)
-                 .values(last_closed_date=d))
-    conn.execute(eod_run.update().where(eod_run.c.run_id == run_id).values(
-        status="done", finished_at=p.now(), loans=result.loans,
-        interest_fen=result.interest_fen, penalty_fen=result.penalty_fen,
-        overdue_loans=result.overdue_loans, blocked_lines=result.blocked_lines))
+    result.blocked_lines = int(
+        conn.execute(
+            sa.select(sa.func.count()).select_from(credit_line).where(credit_line.c.overdue_blocked)
+        ).scalar_one()
+    )
+    conn.execute(business_clock.update().where(business_clock.c.id == 1).values(last_closed_date=d))
+    conn.execute(
+        eod_run.update()
+        .where(eod_run.c.run_id == run_id)
+        .values(
+            status="done",
+            finished_at=p.now(),
+            loans=result.loans,
+            interest_fen=result.interest_fen,
+            penalty_fen=result.penalty_fen,
+            overdue_loans=result.overdue_loans,
+            blocked_lines=result.blocked_lines,
+        )
+    )

@@ -35,76 +35,133 @@ def check_ledger(p: Platform) -> dict[str, Any]:
         checked = 0
         last_id = 0
         while True:
-            rows = list(conn.execute(sa.select(*repo.LOAN_COLUMNS)
-                                     .where(loan.c.loan_id > last_id)
-                                     .order_by(loan.c.loan_id).limit(BATCH)))
+            rows = list(
+                conn.execute(
+                    sa.select(*repo.LOAN_COLUMNS)
+                    .where(loan.c.loan_id > last_id)
+                    .order_by(loan.c.loan_id)
+                    .limit(BATCH)
+                )
+            )
             if not rows:
                 break
             _check_loans(conn, rows, control, problems)
             checked += len(rows)
             last_id = rows[-1].loan_id
-        gl = dict(conn.execute(sa.select(journal_line.c.account,
-                                         sa.func.sum(journal_line.c.amount_fen))
-                               .group_by(journal_line.c.account)).all())
-    for account in (Account.LOAN_PRINCIPAL, Account.INTEREST_RECEIVABLE,
-                    Account.PENALTY_RECEIVABLE, Account.INTEREST_INCOME, Account.PENALTY_INCOME):
+        gl = dict(
+            conn.execute(
+                sa.select(journal_line.c.account, sa.func.sum(journal_line.c.amount_fen)).group_by(
+                    journal_line.c.account
+                )
+            ).all()
+        )
+    for account in (
+        Account.LOAN_PRINCIPAL,
+        Account.INTEREST_RECEIVABLE,
+        Account.PENALTY_RECEIVABLE,
+        Account.INTEREST_INCOME,
+        Account.PENALTY_INCOME,
+    ):
         if int(gl.get(account.value, 0)) != control[account.value]:
-            problems.append(f"account {account.value} {account.label}: ledger "
-                            f"{int(gl.get(account.value, 0))} fen, loans add up to "
-                            f"{control[account.value]} fen")
-    return {"ok": not problems, "books": books, "loans_checked": checked,
-            "problems": problems[:200], "problem_count": len(problems)}
+            problems.append(
+                f"account {account.value} {account.label}: ledger "
+                f"{int(gl.get(account.value, 0))} fen, loans add up to "
+                f"{control[account.value]} fen"
+            )
+    return {
+        "ok": not problems,
+        "books": books,
+        "loans_checked": checked,
+        "problems": problems[:200],
+        "problem_count": len(problems),
+    }
 
 
 def _check_books(conn: sa.Connection, problems: list[str]) -> list[dict[str, Any]]:
-    unbalanced = conn.execute(sa.select(journal_line.c.entry_id)
-                              .group_by(journal_line.c.entry_id)
-                              .having(sa.func.sum(journal_line.c.amount_fen) != 0)
-                              .limit(20)).scalars().all()
+    unbalanced = (
+        conn.execute(
+            sa.select(journal_line.c.entry_id)
+            .group_by(journal_line.c.entry_id)
+            .having(sa.func.sum(journal_line.c.amount_fen) != 0)
+            .limit(20)
+        )
+        .scalars()
+        .all()
+    )
     problems.extend(f"entry {e} does not balance" for e in unbalanced)
     out = []
     for b in conn.execute(sa.select(book.c.id, book.c.code)).all():
-        total, lines = conn.execute(sa.select(
-            sa.func.coalesce(sa.func.sum(journal_line.c.amount_fen), 0), sa.func.count())
-            .where(journal_line.c.book_id == b.id)).one()
-        entries = conn.execute(sa.select(sa.func.count()).select_from(journal_entry)
-                               .where(journal_entry.c.book_id == b.id)).scalar_one()
+        total, lines = conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(journal_line.c.amount_fen), 0), sa.func.count()
+            ).where(journal_line.c.book_id == b.id)
+        ).one()
+        entries = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(journal_entry)
+            .where(journal_entry.c.book_id == b.id)
+        ).scalar_one()
         if total != 0:
             problems.append(f"book {b.code} does not balance: {total} fen")
         out.append({"book": b.code, "balanced": total == 0, "entries": entries, "lines": lines})
     return out
 
 
-def _check_loans(conn: sa.Connection, rows: list[Any], control: dict[str, int],
-                 problems: list[str]) -> None:
+def _check_loans(
+    conn: sa.Connection, rows: list[Any], control: dict[str, int], problems: list[str]
+) -> None:
     ids = [r.loan_id for r in rows]
     insts = repo.load_installments(conn, ids)
     repayments = repo.load_repayments(conn, ids)
-    accrued = {r.loan_id: (int(r.i), int(r.p)) for r in conn.execute(
-        sa.select(accrual.c.loan_id, sa.func.sum(accrual.c.interest_fen).label("i"),
-                  sa.func.sum(accrual.c.penalty_fen).label("p"))
-        .where(accrual.c.loan_id.in_(ids)).group_by(accrual.c.loan_id))}
+    accrued = {
+        r.loan_id: (int(r.i), int(r.p))
+        for r in conn.execute(
+            sa.select(
+                accrual.c.loan_id,
+                sa.func.sum(accrual.c.interest_fen).label("i"),
+                sa.func.sum(accrual.c.penalty_fen).label("p"),
+            )
+            .where(accrual.c.loan_id.in_(ids))
+            .group_by(accrual.c.loan_id)
+        )
+    }
     lines: dict[tuple[int, str], int] = defaultdict(int)
     for lid, account, amount in conn.execute(
-            sa.select(journal_line.c.loan_id, journal_line.c.account,
-                      sa.func.sum(journal_line.c.amount_fen))
-            .where(journal_line.c.loan_id.in_(ids))
-            .group_by(journal_line.c.loan_id, journal_line.c.account)):
+        sa.select(
+            journal_line.c.loan_id, journal_line.c.account, sa.func.sum(journal_line.c.amount_fen)
+        )
+        .where(journal_line.c.loan_id.in_(ids))
+        .group_by(journal_line.c.loan_id, journal_line.c.account)
+    ):
         lines[(lid, account)] = int(amount)
     for r in rows:
         try:
-            _check_loan(r, insts[r.loan_id], repayments.get(r.loan_id, []),
-                        accrued.get(r.loan_id, (0, 0)), lines, control, problems)
+            _check_loan(
+                r,
+                insts[r.loan_id],
+                repayments.get(r.loan_id, []),
+                accrued.get(r.loan_id, (0, 0)),
+                lines,
+                control,
+                problems,
+            )
         except AssertionError as exc:
             problems.append(f"loan {r.loan_id}: {exc}")
 
 
-def _check_loan(r: Any, insts: list[Any], repayments: list[repo.StoredRepayment],
-                accrued: tuple[int, int], lines: dict[tuple[int, str], int],
-                control: dict[str, int], problems: list[str]) -> None:
+def _check_loan(
+    r: Any,
+    insts: list[Any],
+    repayments: list[repo.StoredRepayment],
+    accrued: tuple[int, int],
+    lines: dict[tuple[int, str], int],
+    control: dict[str, int],
+    problems: list[str],
+) -> None:
     lid = r.loan_id
-    schedule = build_schedule(r.principal_fen, r.term_months, DailyRate(r.rate_units),
-                              Method(r.method), r.drawn_on)
+    schedule = build_schedule(
+        r.principal_fen, r.term_months, DailyRate(r.rate_units), Method(r.method), r.drawn_on
+    )
     state = L.open_loan(schedule)
     pending = [rp for rp in repayments if rp.business_date > r.closed_through]
     closed = [rp for rp in repayments if rp.business_date <= r.closed_through]
@@ -122,14 +179,18 @@ def _check_loan(r: Any, insts: list[Any], repayments: list[repo.StoredRepayment]
         "penalty accrued": (accrued[1], snap.penalty_accrued_fen),
         "interest booked": (r.interest_booked_fen, snap.interest_accrued_fen),
         "penalty booked": (r.penalty_booked_fen, snap.penalty_accrued_fen),
-        "principal in ledger": (lines[(lid, Account.LOAN_PRINCIPAL.value)],
-                                live.principal_outstanding_fen),
+        "principal in ledger": (
+            lines[(lid, Account.LOAN_PRINCIPAL.value)],
+            live.principal_outstanding_fen,
+        ),
         "interest receivable in ledger": (
             accrued[0] + lines[(lid, Account.INTEREST_RECEIVABLE.value)],
-            snap.interest_accrued_fen - interest_paid),
+            snap.interest_accrued_fen - interest_paid,
+        ),
         "penalty receivable in ledger": (
             accrued[1] + lines[(lid, Account.PENALTY_RECEIVABLE.value)],
-            snap.penalty_accrued_fen - penalty_paid),
+            snap.penalty_accrued_fen - penalty_paid,
+        ),
     }
     for what, (have, want) in expect.items():
         if have != want:
@@ -148,7 +209,19 @@ def _check_loan(r: Any, insts: list[Any], repayments: list[repo.StoredRepayment]
 
 def _fingerprint(s: L.LoanState) -> tuple[Any, ...]:
     return (
-        s.accrued_through, s.period_interest_units, s.penalty_units, s.penalty_paid_fen,
-        tuple((i.period, i.due_date, i.principal_fen, i.interest_fen, i.principal_paid_fen,
-               i.interest_paid_fen) for i in s.installments),
+        s.accrued_through,
+        s.period_interest_units,
+        s.penalty_units,
+        s.penalty_paid_fen,
+        tuple(
+            (
+                i.period,
+                i.due_date,
+                i.principal_fen,
+                i.interest_fen,
+                i.principal_paid_fen,
+                i.interest_paid_fen,
+            )
+            for i in s.installments
+        ),
     )

@@ -41,8 +41,12 @@ def create_customer(p: Platform, name: str) -> int:
         raise InvalidInput("a name of 1–100 characters is required", field="name")
 
     def work(conn: sa.Connection) -> int:
-        return int(conn.execute(customer.insert().returning(customer.c.customer_id),
-                                {"name": name, "created_at": p.now()}).scalar_one())
+        return int(
+            conn.execute(
+                customer.insert().returning(customer.c.customer_id),
+                {"name": name, "created_at": p.now()},
+            ).scalar_one()
+        )
 
     return p.transaction(work)
 
@@ -56,54 +60,76 @@ def grant_line(p: Platform, customer_id: int, limit_fen: int, rate: DailyRate) -
     def work(conn: sa.Connection) -> dict[str, Any]:
         _require_customer(conn, customer_id)
         values = {"limit_fen": limit_fen, "rate_units": rate.units, "updated_at": p.now()}
-        updated = conn.execute(credit_line.update()
-                               .where(credit_line.c.customer_id == customer_id).values(**values))
+        updated = conn.execute(
+            credit_line.update().where(credit_line.c.customer_id == customer_id).values(**values)
+        )
         if updated.rowcount == 0:
-            conn.execute(credit_line.insert(), {
-                "customer_id": customer_id, "status": LineStatus.ACTIVE.value,
-                "outstanding_principal_fen": 0, "pending_principal_fen": 0, "open_loans": 0,
-                "overdue_blocked": False, **values,
-            })
+            conn.execute(
+                credit_line.insert(),
+                {
+                    "customer_id": customer_id,
+                    "status": LineStatus.ACTIVE.value,
+                    "outstanding_principal_fen": 0,
+                    "pending_principal_fen": 0,
+                    "open_loans": 0,
+                    "overdue_blocked": False,
+                    **values,
+                },
+            )
         return line_summary(conn, customer_id)
 
     return p.transaction(work)
 
 
 def line_summary(conn: sa.Connection, customer_id: int) -> dict[str, Any]:
-    row = conn.execute(sa.select(credit_line).where(credit_line.c.customer_id == customer_id)
-                       ).one_or_none()
+    row = conn.execute(
+        sa.select(credit_line).where(credit_line.c.customer_id == customer_id)
+    ).one_or_none()
     if row is None:
-        raise NotFound(f"customer {customer_id} has no credit line", code="line.not_found",
-                       field="customer")
+        raise NotFound(
+            f"customer {customer_id} has no credit line", code="line.not_found", field="customer"
+        )
     view = _line_view(row)
     rate = DailyRate(row.rate_units)
     return {
-        "customer_id": customer_id, "status": row.status, "limit": format_yuan(row.limit_fen),
+        "customer_id": customer_id,
+        "status": row.status,
+        "limit": format_yuan(row.limit_fen),
         "available": format_yuan(view.available_fen),
         "outstanding_principal": format_yuan(row.outstanding_principal_fen),
-        "open_loans": row.open_loans, "daily_rate": str(rate),
+        "open_loans": row.open_loans,
+        "daily_rate": str(rate),
         "overdue_blocked": bool(row.overdue_blocked),
     }
 
 
 def _line_view(row: Any) -> LineView:
-    return LineView(LineStatus(row.status), row.limit_fen, row.outstanding_principal_fen,
-                    row.pending_principal_fen, row.open_loans)
+    return LineView(
+        LineStatus(row.status),
+        row.limit_fen,
+        row.outstanding_principal_fen,
+        row.pending_principal_fen,
+        row.open_loans,
+    )
 
 
 def _require_customer(conn: sa.Connection, customer_id: int) -> None:
-    found = conn.execute(sa.select(customer.c.customer_id)
-                         .where(customer.c.customer_id == customer_id)).first()
+    found = conn.execute(
+        sa.select(customer.c.customer_id).where(customer.c.customer_id == customer_id)
+    ).first()
     if found is None:
-        raise NotFound(f"customer {customer_id} does not exist", code="customer.not_found",
-                       field="customer")
+        raise NotFound(
+            f"customer {customer_id} does not exist", code="customer.not_found", field="customer"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Draw
 
-def draw(p: Platform, customer_id: int, amount_fen: int, term_months: int, method: Method,
-         key: str) -> dict[str, Any]:
+
+def draw(
+    p: Platform, customer_id: int, amount_fen: int, term_months: int, method: Method, key: str
+) -> dict[str, Any]:
     """Accept a draw, disburse it (synchronous rail for now) and book it, in one transaction."""
     key = check_key(key)
     digest = request_hash("draw", customer_id, amount_fen, term_months, method.value)
@@ -117,39 +143,82 @@ def draw(p: Platform, customer_id: int, amount_fen: int, term_months: int, metho
         line = conn.execute(line_q.with_for_update()).one_or_none()
         if line is None:
             _require_customer(conn, customer_id)
-            raise NotFound(f"customer {customer_id} has no credit line", code="line.not_found",
-                           field="customer")
-        overdue = conn.execute(sa.select(sa.exists().where(
-            loan.c.customer_id == customer_id, loan.c.status == LoanStatus.OPEN.value,
-            loan.c.earliest_unpaid_due < today))).scalar_one()
-        check_draw(_line_view(line), amount_fen, term_months, overdue=bool(overdue),
-                   policy=p.policy)
+            raise NotFound(
+                f"customer {customer_id} has no credit line",
+                code="line.not_found",
+                field="customer",
+            )
+        overdue = conn.execute(
+            sa.select(
+                sa.exists().where(
+                    loan.c.customer_id == customer_id,
+                    loan.c.status == LoanStatus.OPEN.value,
+                    loan.c.earliest_unpaid_due < today,
+                )
+            )
+        ).scalar_one()
+        check_draw(
+            _line_view(line), amount_fen, term_months, overdue=bool(overdue), policy=p.policy
+        )
         line_rate = DailyRate(line.rate_units)
         schedule = capped_schedule(amount_fen, term_months, line_rate, method, today)
         state = L.open_loan(schedule)
         now = p.now()
-        loan_id = int(conn.execute(loan.insert().returning(loan.c.loan_id), {
-            "customer_id": customer_id, "book_id": book_id(conn, PLATFORM_BOOK),
-            "status": LoanStatus.OPEN.value, "principal_fen": amount_fen,
-            "term_months": term_months, "method": method.value,
-            "rate_units": schedule.rate.units, "line_rate_units": line.rate_units,
-            "drawn_on": today, "accepted_at": now, "closed_on": None,
-            "idempotency_key": key, "principal_outstanding_fen": amount_fen,
-            "earliest_unpaid_due": schedule.due_dates[0],
-            "closed_through": today - timedelta(days=1), "interest_booked_fen": 0,
-            "penalty_booked_fen": 0, "dpd": 0, **repo.snapshot_columns(state),
-        }).scalar_one())
+        loan_id = int(
+            conn.execute(
+                loan.insert().returning(loan.c.loan_id),
+                {
+                    "customer_id": customer_id,
+                    "book_id": book_id(conn, PLATFORM_BOOK),
+                    "status": LoanStatus.OPEN.value,
+                    "principal_fen": amount_fen,
+                    "term_months": term_months,
+                    "method": method.value,
+                    "rate_units": schedule.rate.units,
+                    "line_rate_units": line.rate_units,
+                    "drawn_on": today,
+                    "accepted_at": now,
+                    "closed_on": None,
+                    "idempotency_key": key,
+                    "principal_outstanding_fen": amount_fen,
+                    "earliest_unpaid_due": schedule.due_dates[0],
+                    "closed_through": today - timedelta(days=1),
+                    "interest_booked_fen": 0,
+                    "penalty_booked_fen": 0,
+                    "dpd": 0,
+                    **repo.snapshot_columns(state),
+                },
+            ).scalar_one()
+        )
         conn.execute(installment.insert(), repo.installment_rows(customer_id, loan_id, state))
-        post(conn, disbursement_entry(amount_fen), book=book_id(conn, PLATFORM_BOOK),
-             business_date=today, reference=f"draw:{key}", created_at=now,
-             customer_id=customer_id, loan_id=loan_id)
-        conn.execute(credit_line.update().where(credit_line.c.customer_id == customer_id).values(
-            outstanding_principal_fen=credit_line.c.outstanding_principal_fen + amount_fen,
-            open_loans=credit_line.c.open_loans + 1, updated_at=now))
+        post(
+            conn,
+            disbursement_entry(amount_fen),
+            book=book_id(conn, PLATFORM_BOOK),
+            business_date=today,
+            reference=f"draw:{key}",
+            created_at=now,
+            customer_id=customer_id,
+            loan_id=loan_id,
+        )
+        conn.execute(
+            credit_line.update()
+            .where(credit_line.c.customer_id == customer_id)
+            .values(
+                outstanding_principal_fen=credit_line.c.outstanding_principal_fen + amount_fen,
+                open_loans=credit_line.c.open_loans + 1,
+                updated_at=now,
+            )
+        )
         response = {
-            "loan_id": loan_id, "customer_id": customer_id, "principal": format_yuan(amount_fen),
-            "term_months": term_months, "method": method.value, "drawn_on": today.isoformat(),
-            "daily_rate": str(schedule.rate), "first_due_date": schedule.due_dates[0].isoformat(),
+            "loan_id": loan_id,
+            "customer_id": customer_id,
+            "principal": format_yuan(amount_fen),
+            "term_months": term_months,
+            "method": method.value,
+            "drawn_on": today.isoformat(),
+            "daily_rate": str(schedule.rate),
+            "first_due_date": schedule.due_dates[0].isoformat(),
         }
         remember(conn, key, customer_id, "draw", digest, response, now)
         return response
@@ -160,8 +229,16 @@ def draw(p: Platform, customer_id: int, amount_fen: int, term_months: int, metho
 # ---------------------------------------------------------------------------------------------
 # Repayment
 
-def repay(p: Platform, customer_id: int, loan_id: int | None, amount_fen: int,
-          key: str, *, source: str = "borrower") -> dict[str, Any]:
+
+def repay(
+    p: Platform,
+    customer_id: int,
+    loan_id: int | None,
+    amount_fen: int,
+    key: str,
+    *,
+    source: str = "borrower",
+) -> dict[str, Any]:
     """Take a repayment for one loan, or for "all" of the customer's loans (§5)."""
     key = check_key(key)
     if amount_fen <= 0:
@@ -180,13 +257,18 @@ def repay(p: Platform, customer_id: int, loan_id: int | None, amount_fen: int,
         if amount_fen > total:
             raise RepaymentRefused(
                 f"amount {format_yuan(amount_fen)} is more than the payoff "
-                f"{format_yuan(total)} yuan", code="loan.repay.exceeds_payoff", field="amount")
+                f"{format_yuan(total)} yuan",
+                code="loan.repay.exceeds_payoff",
+                field="amount",
+            )
         if loan_id is not None:
             shares = {loan_id: amount_fen}
         else:
             shares = split_across_loans(
                 [OpenLoan(r.loan_id, r.drawn_on, states[r.loan_id]) for r in rows],
-                today, amount_fen)
+                today,
+                amount_fen,
+            )
         by_id = {r.loan_id: r for r in rows}
         parts = [
             _apply_repayment(p, conn, by_id[lid], states[lid], today, share, key, source)
@@ -196,8 +278,10 @@ def repay(p: Platform, customer_id: int, loan_id: int | None, amount_fen: int,
         for part in parts:
             del part["principal_fen"]
         response = {
-            "customer_id": customer_id, "amount": format_yuan(amount_fen),
-            "business_date": today.isoformat(), "loans": parts,
+            "customer_id": customer_id,
+            "amount": format_yuan(amount_fen),
+            "business_date": today.isoformat(),
+            "loans": parts,
         }
         remember(conn, key, customer_id, "repay", digest, response, p.now())
         return response
@@ -210,72 +294,124 @@ def _lock_open_loans(conn: sa.Connection, customer_id: int, loan_id: int | None)
     if loan_id is not None:
         row = conn.execute(q.where(loan.c.loan_id == loan_id).with_for_update()).one_or_none()
         if row is None:
-            raise NotFound(f"customer {customer_id} has no loan {loan_id}", code="loan.not_found",
-                           field="loan")
+            raise NotFound(
+                f"customer {customer_id} has no loan {loan_id}", code="loan.not_found", field="loan"
+            )
         if row.status != LoanStatus.OPEN.value:
-            raise RepaymentRefused(f"loan {loan_id} is {row.status} and takes no repayments",
-                                   code="loan.repay.not_open", field="loan")
+            raise RepaymentRefused(
+                f"loan {loan_id} is {row.status} and takes no repayments",
+                code="loan.repay.not_open",
+                field="loan",
+            )
         return [row]
-    rows = list(conn.execute(q.where(loan.c.status == LoanStatus.OPEN.value)
-                             .order_by(loan.c.loan_id).with_for_update()))
+    rows = list(
+        conn.execute(
+            q.where(loan.c.status == LoanStatus.OPEN.value)
+            .order_by(loan.c.loan_id)
+            .with_for_update()
+        )
+    )
     if not rows:
-        raise RepaymentRefused(f"customer {customer_id} has no open loan",
-                               code="loan.repay.nothing_open", field="customer")
+        raise RepaymentRefused(
+            f"customer {customer_id} has no open loan",
+            code="loan.repay.nothing_open",
+            field="customer",
+        )
     return rows
 
 
-def _apply_repayment(p: Platform, conn: sa.Connection, row: Any, state: L.LoanState,
-                     today: date, amount_fen: int, key: str, source: str) -> dict[str, Any]:
+def _apply_repayment(
+    p: Platform,
+    conn: sa.Connection,
+    row: Any,
+    state: L.LoanState,
+    today: date,
+    amount_fen: int,
+    key: str,
+    source: str,
+) -> dict[str, Any]:
     new_state, alloc = L.repay(state, today, amount_fen)
     now = p.now()
-    conn.execute(repayment.insert(), {
-        "customer_id": row.customer_id, "loan_id": row.loan_id, "business_date": today,
-        "amount_fen": amount_fen, "penalty_fen": alloc.penalty_fen,
-        "interest_fen": alloc.interest_fen, "principal_fen": alloc.principal_fen,
-        "prepaid_fen": alloc.prepaid_principal_fen, "idempotency_key": key, "source": source,
-        "created_at": now,
-    })
-    post(conn, repayment_entry(alloc), book=row.book_id, business_date=today,
-         reference=f"repay:{key}", created_at=now, customer_id=row.customer_id,
-         loan_id=row.loan_id)
+    conn.execute(
+        repayment.insert(),
+        {
+            "customer_id": row.customer_id,
+            "loan_id": row.loan_id,
+            "business_date": today,
+            "amount_fen": amount_fen,
+            "penalty_fen": alloc.penalty_fen,
+            "interest_fen": alloc.interest_fen,
+            "principal_fen": alloc.principal_fen,
+            "prepaid_fen": alloc.prepaid_principal_fen,
+            "idempotency_key": key,
+            "source": source,
+            "created_at": now,
+        },
+    )
+    post(
+        conn,
+        repayment_entry(alloc),
+        book=row.book_id,
+        business_date=today,
+        reference=f"repay:{key}",
+        created_at=now,
+        customer_id=row.customer_id,
+        loan_id=row.loan_id,
+    )
     closed = L.payoff(new_state, today).total_fen == 0
-    conn.execute(loan.update().where(loan.c.loan_id == row.loan_id).values(
-        principal_outstanding_fen=new_state.principal_outstanding_fen,
-        earliest_unpaid_due=None if closed else L.earliest_unpaid_due(new_state),
-        status=LoanStatus.CLOSED.value if closed else row.status,
-        closed_on=today if closed else None,
-    ))
+    conn.execute(
+        loan.update()
+        .where(loan.c.loan_id == row.loan_id)
+        .values(
+            principal_outstanding_fen=new_state.principal_outstanding_fen,
+            earliest_unpaid_due=None if closed else L.earliest_unpaid_due(new_state),
+            status=LoanStatus.CLOSED.value if closed else row.status,
+            closed_on=today if closed else None,
+        )
+    )
     return {
-        "loan_id": row.loan_id, "amount": format_yuan(amount_fen),
-        "penalty": format_yuan(alloc.penalty_fen), "interest": format_yuan(alloc.interest_fen),
+        "loan_id": row.loan_id,
+        "amount": format_yuan(amount_fen),
+        "penalty": format_yuan(alloc.penalty_fen),
+        "interest": format_yuan(alloc.interest_fen),
         "principal": format_yuan(alloc.principal_fen),
         "prepaid_principal": format_yuan(alloc.prepaid_principal_fen),
         "payoff_after": format_yuan(L.payoff(new_state, today).total_fen),
-        "closed": closed, "principal_fen": alloc.principal_fen,
+        "closed": closed,
+        "principal_fen": alloc.principal_fen,
     }
 
 
-def _update_line(conn: sa.Connection, customer_id: int, today: date, p: Platform,
-                 parts: list[dict[str, Any]]) -> None:
+def _update_line(
+    conn: sa.Connection, customer_id: int, today: date, p: Platform, parts: list[dict[str, Any]]
+) -> None:
     """Move the line's live figures by what the repayment changed (increments, so a draw
     committed meanwhile is never overwritten); the overdue flag is recomputed at once."""
     principal = sum(int(part["principal_fen"]) for part in parts)
     closed = sum(1 for part in parts if part["closed"])
     still_overdue = sa.exists().where(
-        loan.c.customer_id == customer_id, loan.c.status == LoanStatus.OPEN.value,
-        loan.c.earliest_unpaid_due < today)
-    conn.execute(credit_line.update().where(credit_line.c.customer_id == customer_id).values(
-        outstanding_principal_fen=credit_line.c.outstanding_principal_fen - principal,
-        open_loans=credit_line.c.open_loans - closed,
-        overdue_blocked=still_overdue, updated_at=p.now()))
+        loan.c.customer_id == customer_id,
+        loan.c.status == LoanStatus.OPEN.value,
+        loan.c.earliest_unpaid_due < today,
+    )
+    conn.execute(
+        credit_line.update()
+        .where(credit_line.c.customer_id == customer_id)
+        .values(
+            outstanding_principal_fen=credit_line.c.outstanding_principal_fen - principal,
+            open_loans=credit_line.c.open_loans - closed,
+            overdue_blocked=still_overdue,
+            updated_at=p.now(),
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Reads
 
+
 def _read_loan(conn: sa.Connection, loan_id: int) -> tuple[Any, L.LoanState]:
-    row = conn.execute(sa.select(*repo.LOAN_COLUMNS).where(loan.c.loan_id == loan_id)
-                       ).one_or_none()
+    row = conn.execute(sa.select(*repo.LOAN_COLUMNS).where(loan.c.loan_id == loan_id)).one_or_none()
     if row is None:
         raise NotFound(f"loan {loan_id} does not exist", code="loan.not_found", field="loan")
     return row, repo.live_states(conn, [row])[loan_id]
@@ -287,8 +423,11 @@ def payoff(p: Platform, loan_id: int) -> dict[str, Any]:
         _row, state = _read_loan(conn, loan_id)
     brk = L.payoff(state, today)
     return {
-        "loan_id": loan_id, "date": today.isoformat(), "payoff": format_yuan(brk.total_fen),
-        "principal": format_yuan(brk.principal_fen), "interest": format_yuan(brk.interest_fen),
+        "loan_id": loan_id,
+        "date": today.isoformat(),
+        "payoff": format_yuan(brk.total_fen),
+        "principal": format_yuan(brk.principal_fen),
+        "interest": format_yuan(brk.interest_fen),
         "penalty": format_yuan(brk.penalty_fen),
     }
 
@@ -307,23 +446,34 @@ def show_loan(p: Platform, loan_id: int) -> dict[str, Any]:
         interest = inst.interest_fen
         if interest is None:
             interest = open_interest if i == cur else _projected_interest(live, i)
-        schedule.append({
-            "period": inst.period, "due_date": inst.due_date.isoformat(),
-            "principal": format_yuan(inst.principal_fen), "interest": format_yuan(interest),
-            "interest_fixed": inst.interest_fen is not None,
-            "principal_paid": format_yuan(inst.principal_paid_fen),
-            "interest_paid": format_yuan(inst.interest_paid_fen),
-            "status": _installment_status(inst, today),
-        })
+        schedule.append(
+            {
+                "period": inst.period,
+                "due_date": inst.due_date.isoformat(),
+                "principal": format_yuan(inst.principal_fen),
+                "interest": format_yuan(interest),
+                "interest_fixed": inst.interest_fen is not None,
+                "principal_paid": format_yuan(inst.principal_paid_fen),
+                "interest_paid": format_yuan(inst.interest_paid_fen),
+                "status": _installment_status(inst, today),
+            }
+        )
     return {
-        "loan_id": row.loan_id, "customer_id": row.customer_id, "status": row.status,
-        "principal": format_yuan(row.principal_fen), "term_months": row.term_months,
-        "method": row.method, "drawn_on": row.drawn_on.isoformat(),
+        "loan_id": row.loan_id,
+        "customer_id": row.customer_id,
+        "status": row.status,
+        "principal": format_yuan(row.principal_fen),
+        "term_months": row.term_months,
+        "method": row.method,
+        "drawn_on": row.drawn_on.isoformat(),
         "closed_on": row.closed_on.isoformat() if row.closed_on else None,
-        "daily_rate": str(rate), "annual_simple_rate": _pct(rate.annual_simple_bp100()),
-        "as_of": today.isoformat(), "dpd": L.days_past_due(live, today),
+        "daily_rate": str(rate),
+        "annual_simple_rate": _pct(rate.annual_simple_bp100()),
+        "as_of": today.isoformat(),
+        "dpd": L.days_past_due(live, today),
         "principal_outstanding": format_yuan(live.principal_outstanding_fen),
-        "payoff": format_yuan(brk.total_fen), "penalty_due": format_yuan(brk.penalty_fen),
+        "payoff": format_yuan(brk.total_fen),
+        "penalty_due": format_yuan(brk.penalty_fen),
         "interest_accrued": format_yuan(live.interest_accrued_fen),
         "schedule": schedule,
     }
@@ -340,8 +490,11 @@ def _projected_interest(state: L.LoanState, index: int) -> int:
 
 
 def _installment_status(inst: L.Installment, today: date) -> str:
-    if inst.principal_left_fen == 0 and inst.interest_fen is not None \
-            and inst.interest_left_fen() == 0:
+    if (
+        inst.principal_left_fen == 0
+        and inst.interest_fen is not None
+        and inst.interest_left_fen() == 0
+    ):
         return "paid"
     if inst.due_date < today:
         return "overdue"

@@ -31,8 +31,14 @@ class Platform:
     now: Now = system_now
 
     @classmethod
-    def connect(cls, url: str | None = None, *, now: Now = system_now,
-                settings: Settings | None = None, pool_size: int = 5) -> Platform:
+    def connect(
+        cls,
+        url: str | None = None,
+        *,
+        now: Now = system_now,
+        settings: Settings | None = None,
+        pool_size: int = 5,
+    ) -> Platform:
         settings = settings or Settings()
         engine = make_engine(url or settings.database_url, pool_size=pool_size)
         return cls(engine, settings, now)
@@ -60,8 +66,16 @@ class Platform:
 
 def _retryable(exc: Exception) -> bool:
     text = str(exc).lower()
-    return any(s in text for s in ("idempotency_key", "deadlock", "could not serialize",
-                                   "database is locked", "unique constraint failed: idempotency"))
+    return any(
+        s in text
+        for s in (
+            "idempotency_key",
+            "deadlock",
+            "could not serialize",
+            "database is locked",
+            "unique constraint failed: idempotency",
+        )
+    )
 
 
 def request_hash(*parts: object) -> str:
@@ -71,16 +85,18 @@ def request_hash(*parts: object) -> str:
 def check_key(key: str) -> str:
     key = (key or "").strip()
     if not key or len(key) > MAX_KEY_LEN:
-        raise InvalidInput(f"an idempotency key of 1–{MAX_KEY_LEN} characters is required",
-                           field="key")
+        raise InvalidInput(
+            f"an idempotency key of 1–{MAX_KEY_LEN} characters is required", field="key"
+        )
     return key
 
 
 def replayed(conn: sa.Connection, key: str, operation: str, digest: str) -> Any | None:
     """The stored answer for a key already used by the same request; refuses a different one."""
     row = conn.execute(
-        sa.select(idempotency.c.operation, idempotency.c.request_hash, idempotency.c.response)
-        .where(idempotency.c.key == key)
+        sa.select(
+            idempotency.c.operation, idempotency.c.request_hash, idempotency.c.response
+        ).where(idempotency.c.key == key)
     ).one_or_none()
     if row is None:
         return None
@@ -92,10 +108,23 @@ def replayed(conn: sa.Connection, key: str, operation: str, digest: str) -> Any 
     return json.loads(row.response)
 
 
-def remember(conn: sa.Connection, key: str, customer_id: int, operation: str, digest: str,
-             response: Any, at: datetime) -> None:
-    conn.execute(idempotency.insert(), {
-        "key": key, "customer_id": customer_id, "operation": operation,
-        "request_hash": digest, "response": json.dumps(response, sort_keys=True),
-        "created_at": at,
-    })
+def remember(
+    conn: sa.Connection,
+    key: str,
+    customer_id: int,
+    operation: str,
+    digest: str,
+    response: Any,
+    at: datetime,
+) -> None:
+    conn.execute(
+        idempotency.insert(),
+        {
+            "key": key,
+            "customer_id": customer_id,
+            "operation": operation,
+            "request_hash": digest,
+            "response": json.dumps(response, sort_keys=True),
+            "created_at": at,
+        },
+    )

@@ -11,13 +11,13 @@ from microloan.domain.schedule import MAX_TERM_MONTHS, Method, Schedule, apr_bp1
 from microloan.errors import InvalidInput
 
 
-def quote(amount_fen: int, term_months: int, rate: DailyRate, method: Method,
-          drawn_on: date) -> Schedule:
+def quote(
+    amount_fen: int, term_months: int, rate: DailyRate, method: Method, drawn_on: date
+) -> Schedule:
     if amount_fen <= 0:
         raise InvalidInput("must be more than 0", field="amount")
     if not 1 <= term_months <= MAX_TERM_MONTHS:
-        raise InvalidInput(f"must be 1–{MAX_TERM_MONTHS} months (got {term_months})",
-                           field="term")
+        raise InvalidInput(f"must be 1–{MAX_TERM_MONTHS} months (got {term_months})", field="term")
     rate.check_band()
     return capped_schedule(amount_fen, term_months, rate, method, drawn_on)
 
@@ -30,8 +30,11 @@ def quote_view(s: Schedule) -> dict[str, Any]:
         "drawn_on": s.drawn_on.isoformat(),
         "installments": [
             {
-                "period": k + 1, "due_date": s.due_dates[k].isoformat(), "days": s.days[k],
-                "principal": format_yuan(s.principals[k]), "interest": format_yuan(s.interests[k]),
+                "period": k + 1,
+                "due_date": s.due_dates[k].isoformat(),
+                "days": s.days[k],
+                "principal": format_yuan(s.principals[k]),
+                "interest": format_yuan(s.interests[k]),
                 "total": format_yuan(s.principals[k] + s.interests[k]),
             }
             for k in range(s.term_months)

@@ -18,7 +18,7 @@ def normalise_url(url: str) -> str:
     """``postgresql://`` and ``postgres://`` use psycopg 3."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

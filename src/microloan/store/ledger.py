@@ -23,21 +23,36 @@ def book_id(conn: sa.Connection, code: str) -> int:
 
 
 def post(
-    conn: sa.Connection, entry: Entry, *, book: int, business_date: date, reference: str,
-    created_at: datetime, customer_id: int | None = None, loan_id: int | None = None,
+    conn: sa.Connection,
+    entry: Entry,
+    *,
+    book: int,
+    business_date: date,
+    reference: str,
+    created_at: datetime,
+    customer_id: int | None = None,
+    loan_id: int | None = None,
 ) -> int:
     entry_id = conn.execute(
         journal_entry.insert().returning(journal_entry.c.entry_id),
         {
-            "book_id": book, "customer_id": customer_id, "loan_id": loan_id,
-            "business_date": business_date, "kind": entry.kind.value,
-            "reference": reference, "created_at": created_at,
+            "book_id": book,
+            "customer_id": customer_id,
+            "loan_id": loan_id,
+            "business_date": business_date,
+            "kind": entry.kind.value,
+            "reference": reference,
+            "created_at": created_at,
         },
     ).scalar_one()
     lines: list[dict[str, Any]] = [
         {
-            "entry_id": entry_id, "book_id": book, "customer_id": customer_id,
-            "loan_id": loan_id, "account": p.account.value, "amount_fen": p.amount_fen,
+            "entry_id": entry_id,
+            "book_id": book,
+            "customer_id": customer_id,
+            "loan_id": loan_id,
+            "account": p.account.value,
+            "amount_fen": p.amount_fen,
         }
         for p in entry.postings
     ]

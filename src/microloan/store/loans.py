@@ -37,8 +37,12 @@ def snapshot_state(row: Any, installments: Sequence[Any]) -> L.LoanState:
     """The domain state stored on a loan row and its installment rows."""
     insts = [
         L.Installment(
-            i.period, i.due_date, i.principal_fen, i.interest_fen,
-            i.principal_paid_fen, i.interest_paid_fen,
+            i.period,
+            i.due_date,
+            i.principal_fen,
+            i.interest_fen,
+            i.principal_paid_fen,
+            i.interest_paid_fen,
         )
         for i in sorted(installments, key=lambda i: i.period)
     ]
@@ -70,9 +74,13 @@ def snapshot_columns(state: L.LoanState) -> dict[str, Any]:
 def installment_rows(customer_id: int, loan_id: int, state: L.LoanState) -> list[dict[str, Any]]:
     return [
         {
-            "loan_id": loan_id, "period": i.period, "customer_id": customer_id,
-            "due_date": i.due_date, "principal_fen": i.principal_fen,
-            "interest_fen": i.interest_fen, "principal_paid_fen": i.principal_paid_fen,
+            "loan_id": loan_id,
+            "period": i.period,
+            "customer_id": customer_id,
+            "due_date": i.due_date,
+            "principal_fen": i.principal_fen,
+            "interest_fen": i.interest_fen,
+            "principal_paid_fen": i.principal_paid_fen,
             "interest_paid_fen": i.interest_paid_fen,
         }
         for i in state.installments
@@ -91,7 +99,10 @@ def load_installments(conn: sa.Connection, loan_ids: Iterable[int]) -> dict[int,
 
 
 def load_repayments(
-    conn: sa.Connection, loan_ids: Iterable[int], *, after: dict[int, date] | None = None,
+    conn: sa.Connection,
+    loan_ids: Iterable[int],
+    *,
+    after: dict[int, date] | None = None,
     on: date | None = None,
 ) -> dict[int, list[StoredRepayment]]:
     """Repayments of the loans, in booking order; ``after`` keeps those dated after a date per
@@ -101,9 +112,14 @@ def load_repayments(
     if not ids:
         return out
     stmt = sa.select(
-        repayment.c.repayment_id, repayment.c.loan_id, repayment.c.business_date,
-        repayment.c.amount_fen, repayment.c.penalty_fen, repayment.c.interest_fen,
-        repayment.c.principal_fen, repayment.c.prepaid_fen,
+        repayment.c.repayment_id,
+        repayment.c.loan_id,
+        repayment.c.business_date,
+        repayment.c.amount_fen,
+        repayment.c.penalty_fen,
+        repayment.c.interest_fen,
+        repayment.c.principal_fen,
+        repayment.c.prepaid_fen,
     ).where(repayment.c.loan_id.in_(ids))
     if on is not None:
         stmt = stmt.where(repayment.c.business_date == on)
@@ -121,8 +137,12 @@ def replay(state: L.LoanState, repayments: Iterable[StoredRepayment]) -> L.LoanS
     for rp in repayments:
         state, alloc = L.repay(state, rp.business_date, rp.amount_fen)
         booked = (rp.penalty_fen, rp.interest_fen, rp.principal_fen, rp.prepaid_fen)
-        now = (alloc.penalty_fen, alloc.interest_fen, alloc.principal_fen,
-               alloc.prepaid_principal_fen)
+        now = (
+            alloc.penalty_fen,
+            alloc.interest_fen,
+            alloc.principal_fen,
+            alloc.prepaid_principal_fen,
+        )
         assert booked == now, f"repayment {rp.repayment_id} replays as {now}, booked {booked}"
     return state
 

@@ -24,7 +24,8 @@ Fen = sa.BigInteger
 TS = sa.DateTime(timezone=True)
 
 business_clock = sa.Table(
-    "business_clock", metadata,
+    "business_clock",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("mode", sa.String(8), nullable=False),  # manual | system
     sa.Column("open_date", sa.Date, nullable=False),
@@ -32,21 +33,24 @@ business_clock = sa.Table(
 )
 
 book = sa.Table(
-    "book", metadata,
+    "book",
+    metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("code", sa.String(32), nullable=False, unique=True),
     sa.Column("name", sa.String(100), nullable=False),
 )
 
 customer = sa.Table(
-    "customer", metadata,
+    "customer",
+    metadata,
     sa.Column("customer_id", Id, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("created_at", TS, nullable=False),
 )
 
 credit_line = sa.Table(
-    "credit_line", metadata,
+    "credit_line",
+    metadata,
     sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id"), primary_key=True),
     sa.Column("limit_fen", Fen, nullable=False),
     sa.Column("rate_units", Fen, nullable=False),
@@ -61,7 +65,8 @@ credit_line = sa.Table(
 )
 
 loan = sa.Table(
-    "loan", metadata,
+    "loan",
+    metadata,
     sa.Column("loan_id", Id, primary_key=True, autoincrement=True),
     sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id"), nullable=False),
     sa.Column("book_id", Id, sa.ForeignKey("book.id"), nullable=False),
@@ -93,7 +98,8 @@ loan = sa.Table(
 )
 
 installment = sa.Table(
-    "installment", metadata,
+    "installment",
+    metadata,
     sa.Column("loan_id", Id, sa.ForeignKey("loan.loan_id"), primary_key=True),
     sa.Column("period", sa.Integer, primary_key=True),
     sa.Column("customer_id", Id, nullable=False),
@@ -105,7 +111,8 @@ installment = sa.Table(
 )
 
 repayment = sa.Table(
-    "repayment", metadata,
+    "repayment",
+    metadata,
     sa.Column("repayment_id", Id, primary_key=True, autoincrement=True),
     sa.Column("customer_id", Id, nullable=False),
     sa.Column("loan_id", Id, sa.ForeignKey("loan.loan_id"), nullable=False),
@@ -123,7 +130,8 @@ repayment = sa.Table(
 )
 
 idempotency = sa.Table(
-    "idempotency_key", metadata,
+    "idempotency_key",
+    metadata,
     sa.Column("key", sa.String(128), primary_key=True),
     sa.Column("customer_id", Id, nullable=False),
     sa.Column("operation", sa.String(16), nullable=False),
@@ -133,7 +141,8 @@ idempotency = sa.Table(
 )
 
 journal_entry = sa.Table(
-    "journal_entry", metadata,
+    "journal_entry",
+    metadata,
     sa.Column("entry_id", Id, primary_key=True, autoincrement=True),
     sa.Column("book_id", Id, sa.ForeignKey("book.id"), nullable=False),
     sa.Column("customer_id", Id),  # null for entries that sum many customers (accruals)
@@ -145,7 +154,8 @@ journal_entry = sa.Table(
 )
 
 journal_line = sa.Table(
-    "journal_line", metadata,
+    "journal_line",
+    metadata,
     sa.Column("line_id", Id, primary_key=True, autoincrement=True),
     sa.Column("entry_id", Id, sa.ForeignKey("journal_entry.entry_id"), nullable=False),
     sa.Column("book_id", Id, nullable=False),
@@ -158,7 +168,8 @@ journal_line = sa.Table(
 )
 
 accrual = sa.Table(
-    "accrual", metadata,
+    "accrual",
+    metadata,
     sa.Column("loan_id", Id, sa.ForeignKey("loan.loan_id"), primary_key=True),
     sa.Column("business_date", sa.Date, primary_key=True),
     sa.Column("customer_id", Id, nullable=False),
@@ -170,7 +181,8 @@ accrual = sa.Table(
 )
 
 eod_run = sa.Table(
-    "eod_run", metadata,
+    "eod_run",
+    metadata,
     sa.Column("run_id", Id, primary_key=True, autoincrement=True),
     sa.Column("business_date", sa.Date, nullable=False),
     sa.Column("status", sa.String(12), nullable=False),  # running | done | failed
