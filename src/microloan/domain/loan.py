@@ -14,7 +14,6 @@ Functions never mutate their argument: they copy, change the copy and return it.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -52,6 +51,30 @@ class LoanState:
     period_interest_units: int = 0
     penalty_units: int = 0
     penalty_paid_fen: int = 0
+
+    def clone(self) -> LoanState:
+        """A copy sharing nothing mutable (cheaper than ``copy.deepcopy``)."""
+        return LoanState(
+            self.principal_fen,
+            self.rate,
+            self.method,
+            self.drawn_on,
+            [
+                Installment(
+                    i.period,
+                    i.due_date,
+                    i.principal_fen,
+                    i.interest_fen,
+                    i.principal_paid_fen,
+                    i.interest_paid_fen,
+                )
+                for i in self.installments
+            ],
+            self.accrued_through,
+            self.period_interest_units,
+            self.penalty_units,
+            self.penalty_paid_fen,
+        )
 
     # -- views ---------------------------------------------------------------------------------
     def open_period_index(self) -> int | None:
@@ -133,7 +156,7 @@ def advance(state: LoanState, through: date) -> LoanState:
     """Charge every day up to and including ``through``; segment by segment between due dates."""
     if through <= state.accrued_through:
         return state
-    s = copy.deepcopy(state)
+    s = state.clone()
     rate_units, penalty_rate = s.rate.units, s.rate.penalty_units
     while s.accrued_through < through:
         idx = s.open_period_index()
@@ -242,6 +265,8 @@ def repay(state: LoanState, on: date, amount_fen: int) -> tuple[LoanState, Alloc
     assert amount_fen > 0
     assert on >= state.accrued_through, "a repayment cannot be dated before days already charged"
     s = advance(state, on)
+    if s is state:
+        s = state.clone()
     total = payoff(s, on).total_fen
     assert amount_fen <= total, "repayment above payoff must be refused before this point"
     left = amount_fen

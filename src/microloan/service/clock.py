@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -38,12 +39,7 @@ def read_clock(conn: sa.Connection, now: Now) -> ClockView:
         raise MicroloanError(
             "the database is not initialised: run `microloan db init`", code="db.not_initialised"
         )
-    if row.mode == "system":
-        today = now().astimezone(SHANGHAI).date()
-        if row.last_closed_date is not None:
-            today = max(today, row.last_closed_date + timedelta(days=1))
-        return ClockView("system", today, row.last_closed_date)
-    return ClockView(row.mode, row.open_date, row.last_closed_date)
+    return clock_view(row.mode, row.open_date, row.last_closed_date, now)
 
 
 def init_clock(conn: sa.Connection, now: Now) -> None:
@@ -95,3 +91,26 @@ def first_date_to_close(conn: sa.Connection, clock: ClockView) -> date:
 
 def follow_system(conn: sa.Connection) -> None:
     conn.execute(business_clock.update().where(business_clock.c.id == 1).values(mode="system"))
+
+
+def clock_view(mode: str, open_date: date, last_closed: date | None, now: Now) -> ClockView:
+    """The clock from its stored columns (read alone, or inside a use case's first query)."""
+    if mode == "system":
+        today = now().astimezone(SHANGHAI).date()
+        if last_closed is not None:
+            today = max(today, last_closed + timedelta(days=1))
+        return ClockView("system", today, last_closed)
+    return ClockView(mode, open_date, last_closed)
+
+
+def clock_columns() -> list[sa.Label[Any]]:
+    """The clock's columns as scalar subqueries, to ride along with another query."""
+    one = business_clock.c.id == 1
+    return [
+        sa.select(business_clock.c.mode).where(one).scalar_subquery().label("clock_mode"),
+        sa.select(business_clock.c.open_date).where(one).scalar_subquery().label("clock_open"),
+        sa.select(business_clock.c.last_closed_date)
+        .where(one)
+        .scalar_subquery()
+        .label("clock_closed"),
+    ]

@@ -22,17 +22,26 @@ from microloan.domain.money import format_yuan
 from microloan.domain.rates import DailyRate
 from microloan.domain.schedule import Method, capped_schedule
 from microloan.errors import InvalidInput, NotFound, RepaymentRefused
-from microloan.service.clock import read_clock
+from microloan.service.clock import clock_columns, clock_view, read_clock
 from microloan.service.platform import (
     Platform,
     check_key,
+    key_columns,
     remember,
+    replay_answer,
     replayed,
     request_hash,
 )
 from microloan.store import loans as repo
 from microloan.store.ledger import book_id, post
-from microloan.store.schema import credit_line, customer, installment, loan, repayment
+from microloan.store.schema import (
+    business_clock,
+    credit_line,
+    customer,
+    installment,
+    loan,
+    repayment,
+)
 
 
 def create_customer(p: Platform, name: str) -> int:
@@ -135,28 +144,50 @@ def draw(
     digest = request_hash("draw", customer_id, amount_fen, term_months, method.value)
 
     def work(conn: sa.Connection) -> dict[str, Any]:
-        prior = replayed(conn, key, "draw", digest)
-        if prior is not None:
-            return dict(prior)
-        today = read_clock(conn, p.now).open_date
-        line_q = sa.select(credit_line).where(credit_line.c.customer_id == customer_id)
-        line = conn.execute(line_q.with_for_update()).one_or_none()
+        # one round trip: the line (locked), the clock, the key, and the overdue block
+        open_date = (
+            sa.select(business_clock.c.open_date).where(business_clock.c.id == 1).scalar_subquery()
+        )
+        overdue_q = sa.exists().where(
+            loan.c.customer_id == customer_id,
+            loan.c.status == LoanStatus.OPEN.value,
+            loan.c.earliest_unpaid_due < open_date,
+        )
+        line = conn.execute(
+            sa.select(credit_line, *clock_columns(), *key_columns(key), overdue_q.label("overdue"))
+            .where(credit_line.c.customer_id == customer_id)
+            .with_for_update(of=credit_line)
+        ).one_or_none()
         if line is None:
+            prior = replayed(conn, key, "draw", digest)
+            if prior is not None:
+                return dict(prior)
             _require_customer(conn, customer_id)
             raise NotFound(
                 f"customer {customer_id} has no credit line",
                 code="line.not_found",
                 field="customer",
             )
-        overdue = conn.execute(
-            sa.select(
-                sa.exists().where(
-                    loan.c.customer_id == customer_id,
-                    loan.c.status == LoanStatus.OPEN.value,
-                    loan.c.earliest_unpaid_due < today,
+        prior = replay_answer(
+            key, "draw", digest, line.key_operation, line.key_hash, line.key_response
+        )
+        if prior is not None:
+            return dict(prior)
+        if line.clock_mode is None:
+            read_clock(conn, p.now)  # raises "not initialised"
+        clock = clock_view(line.clock_mode, line.clock_open, line.clock_closed, p.now)
+        today = clock.open_date
+        overdue = line.overdue
+        if clock.mode != "manual":  # the open date is computed, not stored: ask again
+            overdue = conn.execute(
+                sa.select(
+                    sa.exists().where(
+                        loan.c.customer_id == customer_id,
+                        loan.c.status == LoanStatus.OPEN.value,
+                        loan.c.earliest_unpaid_due < today,
+                    )
                 )
-            )
-        ).scalar_one()
+            ).scalar_one()
         check_draw(
             _line_view(line), amount_fen, term_months, overdue=bool(overdue), policy=p.policy
         )
@@ -246,10 +277,15 @@ def repay(
     digest = request_hash("repay", customer_id, loan_id or "all", amount_fen)
 
     def work(conn: sa.Connection) -> dict[str, Any]:
-        prior = replayed(conn, key, "repay", digest)
+        head = conn.execute(sa.select(*clock_columns(), *key_columns(key))).one()
+        prior = replay_answer(
+            key, "repay", digest, head.key_operation, head.key_hash, head.key_response
+        )
         if prior is not None:
             return dict(prior)
-        today = read_clock(conn, p.now).open_date
+        if head.clock_mode is None:
+            read_clock(conn, p.now)  # raises "not initialised"
+        today = clock_view(head.clock_mode, head.clock_open, head.clock_closed, p.now).open_date
         rows = _lock_open_loans(conn, customer_id, loan_id)
         states = repo.live_states(conn, rows)
         payoffs = {lid: L.payoff(s, today).total_fen for lid, s in states.items()}

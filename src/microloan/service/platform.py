@@ -100,12 +100,7 @@ def replayed(conn: sa.Connection, key: str, operation: str, digest: str) -> Any 
     ).one_or_none()
     if row is None:
         return None
-    if row.operation != operation or row.request_hash != digest:
-        raise IdempotencyConflict(
-            f"key {key!r} was already used for a different {row.operation} request",
-            field="key",
-        )
-    return json.loads(row.response)
+    return replay_answer(key, operation, digest, row.operation, row.request_hash, row.response)
 
 
 def remember(
@@ -128,3 +123,32 @@ def remember(
             "created_at": at,
         },
     )
+
+
+def key_columns(key: str) -> list[sa.Label[Any]]:
+    """A stored key's request and answer as scalar subqueries, to ride along with a query."""
+    where = idempotency.c.key == key
+    return [
+        sa.select(idempotency.c.operation).where(where).scalar_subquery().label("key_operation"),
+        sa.select(idempotency.c.request_hash).where(where).scalar_subquery().label("key_hash"),
+        sa.select(idempotency.c.response).where(where).scalar_subquery().label("key_response"),
+    ]
+
+
+def replay_answer(
+    key: str,
+    operation: str,
+    digest: str,
+    stored_operation: str | None,
+    stored_hash: str | None,
+    response: str | None,
+) -> Any | None:
+    """The stored answer for a key used by the same request; refuses a different request."""
+    if stored_operation is None or response is None:
+        return None
+    if stored_operation != operation or stored_hash != digest:
+        raise IdempotencyConflict(
+            f"key {key!r} was already used for a different {stored_operation} request",
+            field="key",
+        )
+    return json.loads(response)

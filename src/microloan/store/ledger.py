@@ -33,6 +33,10 @@ def post(
     customer_id: int | None = None,
     loan_id: int | None = None,
 ) -> int:
+    if conn.dialect.name == "postgresql":
+        return _post_one_statement(
+            conn, entry, book, business_date, reference, created_at, customer_id, loan_id
+        )
     entry_id = conn.execute(
         journal_entry.insert().returning(journal_entry.c.entry_id),
         {
@@ -58,3 +62,39 @@ def post(
     ]
     conn.execute(journal_line.insert(), lines)
     return int(entry_id)
+
+
+def _post_one_statement(
+    conn: sa.Connection,
+    entry: Entry,
+    book: int,
+    business_date: date,
+    reference: str,
+    created_at: datetime,
+    customer_id: int | None,
+    loan_id: int | None,
+) -> int:
+    """PostgreSQL: the entry and its lines in one statement (a data-modifying CTE)."""
+    params: dict[str, Any] = {
+        "book": book,
+        "customer": customer_id,
+        "loan": loan_id,
+        "bdate": business_date,
+        "kind": entry.kind.value,
+        "ref": reference,
+        "at": created_at,
+    }
+    rows = []
+    for n, posting in enumerate(entry.postings):
+        params[f"a{n}"] = posting.account.value
+        params[f"v{n}"] = posting.amount_fen
+        rows.append(f"(CAST(:a{n} AS VARCHAR), CAST(:v{n} AS BIGINT))")
+    sql = (
+        "WITH e AS (INSERT INTO journal_entry (book_id, customer_id, loan_id, business_date, "
+        "kind, reference, created_at) VALUES (:book, CAST(:customer AS BIGINT), "
+        "CAST(:loan AS BIGINT), :bdate, :kind, :ref, :at) RETURNING entry_id) "
+        "INSERT INTO journal_line (entry_id, book_id, customer_id, loan_id, account, amount_fen) "
+        "SELECT e.entry_id, :book, CAST(:customer AS BIGINT), CAST(:loan AS BIGINT), v.account, "
+        f"v.amount FROM e, (VALUES {', '.join(rows)}) AS v(account, amount) RETURNING entry_id"
+    )
+    return int(conn.execute(sa.text(sql), params).scalars().first() or 0)
