@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 import os
 import platform
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def machine_info() -> dict[str, Any]:
@@ -19,6 +23,25 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "executable": sys.executable,
+    }
+
+
+def source_info() -> dict[str, Any]:
+    """The commit measured, and whether ``src/`` differed from it (figures depend on both)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    status = git("status", "--porcelain", "--", "src")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "src_modified": None if status is None else bool(status),
     }
 
 

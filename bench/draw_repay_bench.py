@@ -38,11 +38,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import latency_summary, machine_info  # noqa: E402
+from _common import latency_summary, machine_info, source_info
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DB_NAME = "microloan_bench"
-TARGETS = {
+TARGETS: dict[str, dict[str, Any]] = {
     "postgresql": {"ops_per_s": 1000, "latency_ms_p99": 25.0},
     "sqlite": {"ops_per_s": 300, "latency_ms_p99": None},
 }
@@ -53,37 +53,77 @@ BARRIER_TIMEOUT_S = 600
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     where = ap.add_mutually_exclusive_group()
-    where.add_argument("--database", metavar="URL",
-                       help="use this database as it is (schema upgraded, nothing dropped)")
-    where.add_argument("--sqlite", action="store_true",
-                       help="use a fresh SQLite file (see --sqlite-path) instead of PostgreSQL")
-    ap.add_argument("--sqlite-path", type=Path,
-                    default=Path(tempfile.gettempdir()) / "microloan_bench.sqlite3",
-                    help="file for --sqlite, deleted first (default in the temp directory)")
-    ap.add_argument("--admin-url", default=DEFAULT_ADMIN_URL,
-                    help=f"server to create the fresh database on (default {DEFAULT_ADMIN_URL})")
-    ap.add_argument("--db-name", default=DEFAULT_DB_NAME,
-                    help=f"name of the fresh PostgreSQL database (default {DEFAULT_DB_NAME})")
+    where.add_argument(
+        "--database",
+        metavar="URL",
+        help="use this database as it is (schema upgraded, nothing dropped)",
+    )
+    where.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="use a fresh SQLite file (see --sqlite-path) instead of PostgreSQL",
+    )
+    ap.add_argument(
+        "--sqlite-path",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "microloan_bench.sqlite3",
+        help="file for --sqlite, deleted first (default in the temp directory)",
+    )
+    ap.add_argument(
+        "--admin-url",
+        default=DEFAULT_ADMIN_URL,
+        help=f"server to create the fresh database on (default {DEFAULT_ADMIN_URL})",
+    )
+    ap.add_argument(
+        "--db-name",
+        default=DEFAULT_DB_NAME,
+        help=f"name of the fresh PostgreSQL database (default {DEFAULT_DB_NAME})",
+    )
     ap.add_argument("--processes", type=int, default=4, help="client processes (default 4)")
-    ap.add_argument("--customers", type=int, default=800,
-                    help="customers in all, split over the processes (default 800; each takes "
-                         "at most 20 open loans, so this bounds the draws)")
-    ap.add_argument("--seconds", type=float, default=10.0,
-                    help="length of each timed phase (default 10)")
-    ap.add_argument("--pool-size", type=int, default=1,
-                    help="connection pool size per process (default 1; each process is serial)")
+    ap.add_argument(
+        "--customers",
+        type=int,
+        default=2000,
+        help="customers in all, split over the processes (default 2000; each takes "
+        "at most 20 open loans, so this bounds the draws)",
+    )
+    ap.add_argument(
+        "--seconds", type=float, default=10.0, help="length of each timed phase (default 10)"
+    )
+    ap.add_argument(
+        "--pool-size",
+        type=int,
+        default=1,
+        help="connection pool size per process (default 1; each process is serial)",
+    )
     ap.add_argument("--min-yuan", type=int, default=100, help="smallest draw (default 100)")
     ap.add_argument("--max-yuan", type=int, default=5_000, help="largest draw (default 5000)")
-    ap.add_argument("--repay-yuan", type=int, default=10,
-                    help="amount of each repayment (default 10)")
-    ap.add_argument("--date", type=date.fromisoformat, default=date(2025, 3, 3),
-                    help="business date the clock is set to (default 2025-03-03)")
+    ap.add_argument(
+        "--repay-yuan", type=int, default=10, help="amount of each repayment (default 10)"
+    )
+    ap.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        default=date(2025, 3, 3),
+        help="business date the clock is set to (default 2025-03-03)",
+    )
     ap.add_argument("--seed", type=int, default=20250303)
     ap.add_argument("--no-ledger-check", action="store_true", help="skip the final ledger check")
-    ap.add_argument("--profile", metavar="PATH", type=Path,
-                    help="profile process 0's timed phases with cProfile: write the stats to "
-                         "PATH and print the top 25 by cumulative time to stderr (that process "
-                         "runs slower, so the figures are then not the benchmark's)")
+    ap.add_argument(
+        "--profile",
+        metavar="PATH",
+        type=Path,
+        help="profile process 0's timed phases with cProfile: write the stats to "
+        "PATH and print the top 25 by cumulative time to stderr (that process "
+        "runs slower, so the figures are then not the benchmark's)",
+    )
+    ap.add_argument(
+        "--profile-timer",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="what --profile measures: wall-clock time (waits included, the "
+        "default) or this process's CPU time",
+    )
     args = ap.parse_args(argv)
     if args.processes < 1 or args.customers < args.processes or args.seconds <= 0:
         ap.error("need --processes ≥ 1, --customers ≥ --processes and --seconds > 0")
@@ -94,6 +134,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------------------------------------
 # Database preparation (parent process)
+
 
 def fresh_postgres(admin_url: str, name: str) -> str:
     """Drop and create ``name`` on the admin URL's server; the new database's URL."""
@@ -109,8 +150,11 @@ def fresh_postgres(admin_url: str, name: str) -> str:
             conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
     finally:
         admin.dispose()
-    return sa.engine.make_url(normalise_url(admin_url)).set(database=name).render_as_string(
-        hide_password=False)
+    return (
+        sa.engine.make_url(normalise_url(admin_url))
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
 
 
 def fresh_sqlite(path: Path) -> str:
@@ -144,6 +188,7 @@ def prepare(url: str, on: date) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Client process
 
+
 def _error_key(exc: BaseException) -> str:
     code = getattr(exc, "code", None)
     return f"{type(exc).__name__}:{code}" if isinstance(code, str) else type(exc).__name__
@@ -164,8 +209,12 @@ class Recorder:
             self.examples.append(str(exc)[:300])
 
     def as_dict(self) -> dict[str, Any]:
-        return {"latencies_ms": self.latencies_ms, "errors": dict(self.errors),
-                "examples": self.examples, "cpu_s": self.cpu_s}
+        return {
+            "latencies_ms": self.latencies_ms,
+            "errors": dict(self.errors),
+            "examples": self.examples,
+            "cpu_s": self.cpu_s,
+        }
 
 
 def _setup_customers(p: Any, index: int, count: int, rng: random.Random) -> list[int]:
@@ -181,8 +230,9 @@ def _setup_customers(p: Any, index: int, count: int, rng: random.Random) -> list
     return customers
 
 
-def _draw_phase(p: Any, opts: dict[str, Any], index: int, customers: list[int],
-                rng: random.Random) -> tuple[Recorder, list[list[int]], bool]:
+def _draw_phase(
+    p: Any, opts: dict[str, Any], index: int, customers: list[int], rng: random.Random
+) -> tuple[Recorder, list[list[int]], bool]:
     """Draw round-robin over ``customers`` for the phase; the loans as [customer, loan, left]."""
     from microloan.domain.schedule import Method
     from microloan.service.lending import draw
@@ -221,8 +271,9 @@ def _draw_phase(p: Any, opts: dict[str, Any], index: int, customers: list[int],
     return rec, loans, exhausted
 
 
-def _repay_phase(p: Any, opts: dict[str, Any], index: int,
-                 loans: list[list[int]]) -> tuple[Recorder, bool]:
+def _repay_phase(
+    p: Any, opts: dict[str, Any], index: int, loans: list[list[int]]
+) -> tuple[Recorder, bool]:
     """Repay ``--repay-yuan`` of each loan round-robin (never its whole principal)."""
     from microloan.service.lending import repay
 
@@ -259,13 +310,20 @@ def _warm_up(p: Any, customer_id: int, tag: str, index: int) -> None:
     from microloan.domain.schedule import Method
     from microloan.service.lending import draw, repay
 
-    out = draw(p, customer_id, 100_000, p.settings.terms[0], Method.EQUAL_PRINCIPAL,
-               f"bench-{tag}-{index}-warm-d")
+    out = draw(
+        p,
+        customer_id,
+        100_000,
+        p.settings.terms[0],
+        Method.EQUAL_PRINCIPAL,
+        f"bench-{tag}-{index}-warm-d",
+    )
     repay(p, customer_id, int(out["loan_id"]), 1_000, f"bench-{tag}-{index}-warm-r")
 
 
-def worker(index: int, url: str, count: int, opts: dict[str, Any], barrier: Any,
-           results: Any) -> None:
+def worker(
+    index: int, url: str, count: int, opts: dict[str, Any], barrier: Any, results: Any
+) -> None:
     from microloan.service.platform import Platform
 
     report: dict[str, Any] = {"index": index, "pid": os.getpid()}
@@ -276,7 +334,10 @@ def worker(index: int, url: str, count: int, opts: dict[str, Any], barrier: Any,
         customers = _setup_customers(p, index, count + 1, rng)
         _warm_up(p, customers.pop(), opts["tag"], index)
         report["setup_s"] = round(time.perf_counter() - t, 3)
-        profiler = cProfile.Profile() if opts["profile"] and index == 0 else None
+        profiler = None
+        if opts["profile"] and index == 0:
+            timer = time.process_time if opts["profile_timer"] == "cpu" else time.perf_counter
+            profiler = cProfile.Profile(timer)
         barrier.wait(BARRIER_TIMEOUT_S)
         if profiler is not None:
             profiler.enable()
@@ -290,6 +351,7 @@ def worker(index: int, url: str, count: int, opts: dict[str, Any], barrier: Any,
         if profiler is not None:
             profiler.disable()
         barrier.wait(BARRIER_TIMEOUT_S)
+        barrier.wait(BARRIER_TIMEOUT_S)  # the parent has read the CPU counters of the backends
         if profiler is not None:
             _dump_profile(profiler, Path(opts["profile"]))
         report["draws"], report["repays"] = draws.as_dict(), repays.as_dict()
@@ -310,6 +372,7 @@ def _dump_profile(profiler: cProfile.Profile, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Parent: run, collect, report
 
+
 def _cpu_times() -> tuple[int, int] | None:
     """(busy, total) jiffies of the whole machine, from /proc/stat."""
     try:
@@ -320,21 +383,77 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(fields) - idle, sum(fields)
 
 
+def _cpu_by_group(client_pids: set[int], db_name: str | None) -> dict[str, float]:
+    """CPU seconds used so far by the bench clients, the backends serving the bench database,
+    other PostgreSQL processes (other databases, WAL writer, checkpointer…) and everything else
+    on this machine. Processes that exited are not counted, so a group can even go down."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"clients": 0.0, "postgres_backends": 0.0, "postgres_other": 0.0, "other": 0.0}
+    ours = f" {db_name} " if db_name else None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        cpu_s = (int(stat[11]) + int(stat[12])) / tick
+        if int(entry.name) in client_pids:
+            group = "clients"
+        elif ours and cmd.startswith("postgres: ") and ours in cmd:
+            group = "postgres_backends"
+        elif cmd.startswith("postgres: ") or "postgres" in cmd.split(" ")[0]:
+            group = "postgres_other"
+        else:
+            group = "other"
+        out[group] += cpu_s
+    times = _cpu_times()
+    if times is not None:
+        out["machine_busy"] = times[0] / tick
+    return out
+
+
+def _cpu_delta(a: dict[str, float], b: dict[str, float], ops: int, wall_s: float) -> dict[str, Any]:
+    """CPU used in a phase by group, per operation, and the share of the machine's capacity
+    that went to work other than the benchmark (other sessions' load makes figures noisy)."""
+    used = {k: round(b[k] - a[k], 2) for k in a if k in b}
+    per_op = {k: round(1000 * v / ops, 3) for k, v in used.items() if k != "machine_busy"}
+    out: dict[str, Any] = {"cpu_s": used, "cpu_ms_per_op": per_op if ops else None}
+    if "machine_busy" in used and wall_s > 0:
+        foreign_s = used["machine_busy"] - used["clients"] - used["postgres_backends"]
+        capacity_s = (os.cpu_count() or 1) * wall_s
+        out["not_bench_cpu_fraction"] = round(max(0.0, foreign_s) / capacity_s, 3)
+    return out
+
+
+def sa_url_database(url: str) -> str | None:
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    return parsed.database if parsed.get_backend_name() == "postgresql" else None
+
+
 def _busy_fraction(a: tuple[int, int] | None, b: tuple[int, int] | None) -> float | None:
     if a is None or b is None or b[1] == a[1]:
         return None
     return round((b[0] - a[0]) / (b[1] - a[1]), 3)
 
 
-def run_clients(url: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]],
-                                                              dict[str, Any]]:
+def run_clients(url: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(args.processes + 1)
     results = ctx.Queue()
     opts = {
-        "seconds": args.seconds, "pool_size": args.pool_size, "min_yuan": args.min_yuan,
-        "max_yuan": args.max_yuan, "repay_yuan": args.repay_yuan, "seed": args.seed,
-        "tag": f"{int(time.time())}", "profile": str(args.profile) if args.profile else None,
+        "seconds": args.seconds,
+        "pool_size": args.pool_size,
+        "min_yuan": args.min_yuan,
+        "max_yuan": args.max_yuan,
+        "repay_yuan": args.repay_yuan,
+        "seed": args.seed,
+        "tag": f"{int(time.time())}",
+        "profile": str(args.profile) if args.profile else None,
+        "profile_timer": args.profile_timer,
     }
     share, extra = divmod(args.customers, args.processes)
     procs = [
@@ -345,17 +464,25 @@ def run_clients(url: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]
     for proc in procs:
         proc.start()
     phases: dict[str, Any] = {}
+    pids = {proc.pid for proc in procs if proc.pid is not None}
+    db_name = sa_url_database(url)
     try:
         barrier.wait(BARRIER_TIMEOUT_S)
-        t0, c0 = time.perf_counter(), _cpu_times()
+        t0, c0, g0 = time.perf_counter(), _cpu_times(), _cpu_by_group(pids, db_name)
         phases["setup_s"] = round(t0 - t_setup, 3)
         barrier.wait(BARRIER_TIMEOUT_S)
-        t1, c1 = time.perf_counter(), _cpu_times()
+        t1, c1, g1 = time.perf_counter(), _cpu_times(), _cpu_by_group(pids, db_name)
         barrier.wait(BARRIER_TIMEOUT_S)
-        t2, c2 = time.perf_counter(), _cpu_times()
-        phases.update(draws_s=t1 - t0, repays_s=t2 - t1,
-                      draws_machine_busy=_busy_fraction(c0, c1),
-                      repays_machine_busy=_busy_fraction(c1, c2))
+        t2, c2, g2 = time.perf_counter(), _cpu_times(), _cpu_by_group(pids, db_name)
+        barrier.wait(BARRIER_TIMEOUT_S)
+        phases.update(
+            draws_s=t1 - t0,
+            repays_s=t2 - t1,
+            draws_machine_busy=_busy_fraction(c0, c1),
+            repays_machine_busy=_busy_fraction(c1, c2),
+            draws_cpu=(g0, g1),
+            repays_cpu=(g1, g2),
+        )
     except Exception as exc:  # a worker crashed: its report says why
         phases["broken"] = f"{type(exc).__name__}: {exc}"
     reports = [results.get(timeout=BARRIER_TIMEOUT_S) for _ in procs]
@@ -364,8 +491,9 @@ def run_clients(url: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]
     return sorted(reports, key=lambda r: r["index"]), phases
 
 
-def summarise(kind: str, reports: list[dict[str, Any]], wall_s: float | None,
-              target: dict[str, Any]) -> dict[str, Any]:
+def summarise(
+    kind: str, reports: list[dict[str, Any]], wall_s: float | None, target: dict[str, Any]
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     examples: list[str] = []
@@ -385,9 +513,12 @@ def summarise(kind: str, reports: list[dict[str, Any]], wall_s: float | None,
     if target["latency_ms_p99"] is not None:
         passed["latency_p99"] = p99 is not None and p99 <= target["latency_ms_p99"]
     return {
-        "per_s": round(per_s, 1), **stats, "phase_s": round(wall_s or 0.0, 3),
+        "per_s": round(per_s, 1),
+        **stats,
+        "phase_s": round(wall_s or 0.0, 3),
         "client_cpu_ms_per_op": round(1000 * cpu_s / stats["count"], 3) if stats["count"] else None,
-        "errors": sum(errors.values()), "errors_by_code": dict(errors),
+        "errors": sum(errors.values()),
+        "errors_by_code": dict(errors),
         "error_examples": examples[:5],
         "per_process": [len(r[kind]["latencies_ms"]) if kind in r else None for r in reports],
         "passed": passed,
@@ -402,9 +533,13 @@ def ledger_check(url: str) -> dict[str, Any]:
     try:
         t = time.perf_counter()
         out = check_ledger(p)
-        return {"ok": out["ok"], "loans_checked": out["loans_checked"],
-                "problem_count": out["problem_count"], "problems": out["problems"][:10],
-                "seconds": round(time.perf_counter() - t, 3)}
+        return {
+            "ok": out["ok"],
+            "loans_checked": out["loans_checked"],
+            "problem_count": out["problem_count"],
+            "problems": out["problems"][:10],
+            "seconds": round(time.perf_counter() - t, 3),
+        }
     finally:
         p.engine.dispose()
 
@@ -422,6 +557,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports, phases = run_clients(url, args)
     draws = summarise("draws", reports, phases.get("draws_s"), target)
     repays = summarise("repays", reports, phases.get("repays_s"), target)
+    for name, figures in (("draws", draws), ("repays", repays)):
+        if f"{name}_cpu" in phases:
+            before, after = phases[f"{name}_cpu"]
+            figures["machine_cpu"] = _cpu_delta(
+                before, after, figures["count"], phases[f"{name}_s"]
+            )
     ledger = None if args.no_ledger_check else ledger_check(url)
     crashed = [r["crashed"] for r in reports if "crashed" in r]
     passed = {
@@ -431,31 +572,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if ledger is not None:
         passed["ledger_ok"] = ledger["ok"]
-    print(json.dumps({
-        "benchmark": "draw_repay",
-        "database": database,
-        "draws": draws,
-        "repayments": repays,
-        "targets": {"draws_per_s": target["ops_per_s"], "repays_per_s": target["ops_per_s"],
-                    "latency_ms_p99": target["latency_ms_p99"]},
-        "passed": passed,
-        "pass": all(passed.values()),
-        "ledger_check": ledger,
-        "run": {
-            "processes": args.processes, "customers": args.customers,
-            "seconds_per_phase": args.seconds, "pool_size": args.pool_size,
-            "draw_yuan_range": [args.min_yuan, args.max_yuan], "repay_yuan": args.repay_yuan,
-            "business_date": args.date.isoformat(), "seed": args.seed,
-            "profiled_process_0": bool(args.profile),
-            "setup_s": phases.get("setup_s"),
-            "machine_busy_fraction": {"draws": phases.get("draws_machine_busy"),
-                                      "repays": phases.get("repays_machine_busy")},
-            "exhausted": {"draws": [r.get("draws_exhausted") for r in reports],
-                          "repays": [r.get("repays_exhausted") for r in reports]},
-            "crashed": crashed or None, "broken": phases.get("broken"),
-        },
-        "machine": machine_info(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "draw_repay",
+                "database": database,
+                "draws": draws,
+                "repayments": repays,
+                "targets": {
+                    "draws_per_s": target["ops_per_s"],
+                    "repays_per_s": target["ops_per_s"],
+                    "latency_ms_p99": target["latency_ms_p99"],
+                },
+                "passed": passed,
+                "pass": all(passed.values()),
+                "ledger_check": ledger,
+                "run": {
+                    "processes": args.processes,
+                    "customers": args.customers,
+                    "seconds_per_phase": args.seconds,
+                    "pool_size": args.pool_size,
+                    "draw_yuan_range": [args.min_yuan, args.max_yuan],
+                    "repay_yuan": args.repay_yuan,
+                    "business_date": args.date.isoformat(),
+                    "seed": args.seed,
+                    "profiled_process_0": args.profile_timer if args.profile else None,
+                    "setup_s": phases.get("setup_s"),
+                    "machine_busy_fraction": {
+                        "draws": phases.get("draws_machine_busy"),
+                        "repays": phases.get("repays_machine_busy"),
+                    },
+                    "exhausted": {
+                        "draws": [r.get("draws_exhausted") for r in reports],
+                        "repays": [r.get("repays_exhausted") for r in reports],
+                    },
+                    "crashed": crashed or None,
+                    "broken": phases.get("broken"),
+                },
+                "machine": machine_info(),
+                "source": source_info(),
+            },
+            indent=2,
+        )
+    )
     return 0 if not crashed else 1
 
 

@@ -27,15 +27,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info  # noqa: E402
+from _common import machine_info, source_info
 
-from microloan.domain.rates import (  # noqa: E402
+from microloan.domain.rates import (
     BAND_MAX_UNITS,
     BAND_MIN_UNITS,
     MICRO_STEP_UNITS,
     DailyRate,
 )
-from microloan.domain.schedule import (  # noqa: E402
+from microloan.domain.schedule import (
     MAX_TERM_MONTHS,
     Method,
     Schedule,
@@ -60,26 +60,54 @@ class Case:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=3.0,
-                    help="measuring time per figure (default 3; the run takes about 7×)")
-    ap.add_argument("--warmup-seconds", type=float, default=0.5,
-                    help="untimed pass before measuring (fills the due-date caches)")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=3.0,
+        help="measuring time per figure (default 3; the run takes about 7×)",
+    )
+    ap.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=0.5,
+        help="untimed pass before measuring (fills the due-date caches)",
+    )
     ap.add_argument("--term", type=int, default=36, help="term in months (default 36)")
-    ap.add_argument("--cases", type=int, default=4096,
-                    help="size of the quote set cycled over (default 4096)")
+    ap.add_argument(
+        "--cases", type=int, default=4096, help="size of the quote set cycled over (default 4096)"
+    )
     ap.add_argument("--seed", type=int, default=20250101)
-    ap.add_argument("--first-date", type=date.fromisoformat, default=date(2025, 1, 1),
-                    help="first draw date (default 2025-01-01)")
+    ap.add_argument(
+        "--first-date",
+        type=date.fromisoformat,
+        default=date(2025, 1, 1),
+        help="first draw date (default 2025-01-01)",
+    )
     ap.add_argument("--days", type=int, default=365, help="draw dates span this many days")
     ap.add_argument("--min-yuan", type=int, default=100, help="smallest amount (default 100)")
-    ap.add_argument("--max-yuan", type=int, default=200_000,
-                    help="largest amount (default 200000, the largest line)")
-    ap.add_argument("--min-rate-units", type=int, default=BAND_MIN_UNITS,
-                    help=f"lowest daily rate in 1e-10 (default {BAND_MIN_UNITS} = 0.000083)")
-    ap.add_argument("--max-rate-units", type=int, default=BAND_MAX_UNITS,
-                    help=f"highest daily rate in 1e-10 (default {BAND_MAX_UNITS} = 0.00066)")
-    ap.add_argument("--no-per-method", action="store_true",
-                    help="skip the per-method breakdown (halves the run time)")
+    ap.add_argument(
+        "--max-yuan",
+        type=int,
+        default=200_000,
+        help="largest amount (default 200000, the largest line)",
+    )
+    ap.add_argument(
+        "--min-rate-units",
+        type=int,
+        default=BAND_MIN_UNITS,
+        help=f"lowest daily rate in 1e-10 (default {BAND_MIN_UNITS} = 0.000083)",
+    )
+    ap.add_argument(
+        "--max-rate-units",
+        type=int,
+        default=BAND_MAX_UNITS,
+        help=f"highest daily rate in 1e-10 (default {BAND_MAX_UNITS} = 0.00066)",
+    )
+    ap.add_argument(
+        "--no-per-method",
+        action="store_true",
+        help="skip the per-method breakdown (halves the run time)",
+    )
     args = ap.parse_args(argv)
     if not 1 <= args.term <= MAX_TERM_MONTHS:
         ap.error(f"--term must be 1–{MAX_TERM_MONTHS}")
@@ -96,13 +124,15 @@ def make_cases(args: argparse.Namespace) -> list[Case]:
     cases = []
     for _ in range(args.cases):
         yuan = round(args.min_yuan * (args.max_yuan / args.min_yuan) ** rng.random())
-        cases.append(Case(
-            principal_fen=max(args.min_yuan, min(args.max_yuan, yuan)) * 100,
-            term_months=args.term,
-            rate=DailyRate(rng.randint(lo_step, hi_step) * MICRO_STEP_UNITS),
-            method=rng.choice(list(Method)),
-            drawn_on=args.first_date + timedelta(days=rng.randrange(args.days)),
-        ))
+        cases.append(
+            Case(
+                principal_fen=max(args.min_yuan, min(args.max_yuan, yuan)) * 100,
+                term_months=args.term,
+                rate=DailyRate(rng.randint(lo_step, hi_step) * MICRO_STEP_UNITS),
+                method=rng.choice(list(Method)),
+                drawn_on=args.first_date + timedelta(days=rng.randrange(args.days)),
+            )
+        )
     return cases
 
 
@@ -169,30 +199,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_method[m.value] = {
                 "schedules_per_s": round(rate_per_s(schedule_only, subset, args.seconds)),
                 "schedules_with_apr_per_s": round(
-                    rate_per_s(schedule_with_apr, subset, args.seconds)),
+                    rate_per_s(schedule_with_apr, subset, args.seconds)
+                ),
             }
 
     passed = {
         "schedules_per_s": schedules >= TARGET_SCHEDULES_PER_S,
         "schedules_with_apr_per_s": with_apr >= TARGET_SCHEDULES_WITH_APR_PER_S,
     }
-    print(json.dumps({
-        "benchmark": "quote",
-        "term_months": args.term,
-        "schedules_per_s": round(schedules),
-        "schedules_with_apr_per_s": round(with_apr),
-        "build_schedule_uncapped_per_s": round(uncapped),
-        "per_method": per_method,
-        "targets": {"schedules_per_s": TARGET_SCHEDULES_PER_S,
-                    "schedules_with_apr_per_s": TARGET_SCHEDULES_WITH_APR_PER_S},
-        "passed": passed,
-        "pass": all(passed.values()),
-        "workload": {**info, "seed": args.seed, "first_date": args.first_date.isoformat(),
-                     "days": args.days, "yuan_range": [args.min_yuan, args.max_yuan],
-                     "rate_units_range": [args.min_rate_units, args.max_rate_units],
-                     "seconds_per_figure": args.seconds},
-        "machine": machine_info(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "quote",
+                "term_months": args.term,
+                "schedules_per_s": round(schedules),
+                "schedules_with_apr_per_s": round(with_apr),
+                "build_schedule_uncapped_per_s": round(uncapped),
+                "per_method": per_method,
+                "targets": {
+                    "schedules_per_s": TARGET_SCHEDULES_PER_S,
+                    "schedules_with_apr_per_s": TARGET_SCHEDULES_WITH_APR_PER_S,
+                },
+                "passed": passed,
+                "pass": all(passed.values()),
+                "workload": {
+                    **info,
+                    "seed": args.seed,
+                    "first_date": args.first_date.isoformat(),
+                    "days": args.days,
+                    "yuan_range": [args.min_yuan, args.max_yuan],
+                    "rate_units_range": [args.min_rate_units, args.max_rate_units],
+                    "seconds_per_figure": args.seconds,
+                },
+                "machine": machine_info(),
+                "source": source_info(),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,12 @@ FIXED_NOW = datetime(2026, 1, 31, 1, 0, tzinfo=UTC)
 
 def fixed_now() -> datetime:
     return FIXED_NOW
+
+
+@pytest.fixture(scope="session")
+def wall_clock() -> Callable[[], datetime]:
+    """The ``now`` every test platform gets: fixed, so created_at columns are reproducible."""
+    return fixed_now
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,5 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
     path = tmp_path_factory.mktemp("template") / "microloan.sqlite3"
     p = Platform.connect(f"sqlite:///{path}", now=fixed_now)
     admin.init_db(p)
-    with p.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    p.engine.dispose()
+    p.engine.dispose()  # the last connection to close checkpoints the WAL into the file
     return SqliteTemplate(path)

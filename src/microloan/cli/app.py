@@ -214,7 +214,7 @@ def clock_show(database: Database = None, as_json: AsJson = False) -> None:
 def clock_system(database: Database = None, as_json: AsJson = False) -> None:
     """跟随系统 Follow today in Asia/Shanghai again (production)."""
     p = platform(database)
-    p.transaction(clock_svc.follow_system)
+    p.transaction(lambda conn: clock_svc.follow_system(conn, p.now))
     with p.engine.connect() as conn:
         emit(_clock_dict(clock_svc.read_clock(conn, p.now)), as_json)
 
@@ -440,4 +440,23 @@ def _print_demo(summary: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    app()
+    """Run the command; a usage error (bad option value, missing option) is one line, exit 2."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        if exc.ctx is not None:
+            sys.stdout.write(exc.ctx.get_help() + "\n")
+        raise SystemExit(0) from None
+    except UsageError as exc:
+        param = getattr(exc, "param", None)
+        field = f" [{param.name}]" if param is not None and param.name else ""
+        where = f" ({exc.ctx.command_path})" if exc.ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        sys.stderr.write(f"error: input.invalid{field}: {message}{where}\n")
+        raise SystemExit(2) from None
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

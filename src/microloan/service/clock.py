@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from microloan.domain.calendar import BUSINESS_TZ
 from microloan.errors import ClockRefused, MicroloanError
-from microloan.store.schema import business_clock, loan
+from microloan.store.schema import business_clock, loan, repayment
 
 SHANGHAI = ZoneInfo(BUSINESS_TZ)
 Now = Callable[[], datetime]
@@ -64,14 +64,7 @@ def set_clock(conn: sa.Connection, open_date: date, now: Now) -> ClockView:
             code="clock.before_closed",
             field="date",
         )
-    if current.last_closed_date is None:
-        latest = conn.execute(sa.select(sa.func.max(loan.c.drawn_on))).scalar()
-        if latest is not None and open_date < latest:
-            raise ClockRefused(
-                f"{open_date} is before business already done on {latest}",
-                code="clock.before_business",
-                field="date",
-            )
+    _refuse_before_business(conn, open_date)
     conn.execute(
         business_clock.update()
         .where(business_clock.c.id == 1)
@@ -89,8 +82,23 @@ def first_date_to_close(conn: sa.Connection, clock: ClockView) -> date:
     return earliest if earliest is not None else clock.open_date - timedelta(days=1)
 
 
-def follow_system(conn: sa.Connection) -> None:
+def follow_system(conn: sa.Connection, now: Now) -> None:
+    """Follow today in Asia/Shanghai again, unless business is already booked on a later date."""
+    _refuse_before_business(conn, clock_view("system", date.min, None, now).open_date)
     conn.execute(business_clock.update().where(business_clock.c.id == 1).values(mode="system"))
+
+
+def _refuse_before_business(conn: sa.Connection, open_date: date) -> None:
+    """The clock never goes back before a date on which a draw or a repayment was booked."""
+    latest_draw = conn.execute(sa.select(sa.func.max(loan.c.drawn_on))).scalar()
+    latest_repay = conn.execute(sa.select(sa.func.max(repayment.c.business_date))).scalar()
+    latest = max((d for d in (latest_draw, latest_repay) if d is not None), default=None)
+    if latest is not None and open_date < latest:
+        raise ClockRefused(
+            f"{open_date} is before business already done on {latest}",
+            code="clock.before_business",
+            field="date",
+        )
 
 
 def clock_view(mode: str, open_date: date, last_closed: date | None, now: Now) -> ClockView:

@@ -10,6 +10,7 @@ processes a loan twice for a date. Then lines are (un)blocked and the date is cl
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from microloan.domain import loan as L
 from microloan.domain.books import accrual_entry
 from microloan.domain.line import LoanStatus
+from microloan.errors import MicroloanError
 from microloan.service.clock import first_date_to_close, read_clock
 from microloan.service.platform import Platform
 from microloan.store import loans as repo
@@ -28,6 +30,7 @@ from microloan.store.ledger import post
 from microloan.store.schema import accrual, business_clock, credit_line, eod_run, installment, loan
 
 CHUNK = 500
+MAX_WAIT_S = 300.0  # how long a date waits for loans that a parallel runner holds
 Progress = Callable[[date, int, int], None]
 
 
@@ -71,23 +74,38 @@ def run_eod(
 
 
 def close_date(p: Platform, d: date, *, progress: Progress | None = None) -> DayResult:
-    run_id = p.transaction(lambda conn: _start_run(conn, d, p))
+    """Close one date. Safe to run twice at once: loans are locked chunk by chunk (a loan held
+    by a repayment in flight is waited for, never skipped) and the date closes once."""
     result = DayResult(d)
+    run_id = p.transaction(lambda conn: _start_run(conn, d, p))
+    if run_id is None:
+        return result  # another run closed it already
     total = _count_due(p, d)
+    waited_s = 0.0
     while True:
         done = p.transaction(lambda conn: _close_chunk(conn, d, p, result))
         if progress is not None:
             progress(d, result.loans, total)
-        if done < CHUNK:
-            break
-    p.transaction(lambda conn: _finish(conn, d, run_id, result, p))
-    return result
+        if done:
+            waited_s = 0.0
+            continue
+        if p.transaction(lambda conn: _finish(conn, d, run_id, result, p)):
+            return result
+        if waited_s >= MAX_WAIT_S:
+            raise MicroloanError(
+                f"end of day for {d} waited {MAX_WAIT_S:.0f} s for loans held elsewhere",
+                code="eod.stalled",
+            )
+        time.sleep(0.02)  # loans still held by a parallel runner: wait for its commit
+        waited_s += 0.02
 
 
-def _start_run(conn: sa.Connection, d: date, p: Platform) -> int:
+def _start_run(conn: sa.Connection, d: date, p: Platform) -> int | None:
     clock = conn.execute(
         sa.select(business_clock).where(business_clock.c.id == 1).with_for_update()
     ).one()
+    if clock.last_closed_date is not None and clock.last_closed_date >= d:
+        return None
     assert clock.last_closed_date in (None, d - timedelta(days=1)), "dates close in order"
     return int(
         conn.execute(
@@ -122,7 +140,7 @@ def _count_due(p: Platform, d: date) -> int:
 def _close_chunk(conn: sa.Connection, d: date, p: Platform, result: DayResult) -> int:
     q = sa.select(*repo.LOAN_COLUMNS).where(_due_filter(d)).order_by(loan.c.loan_id).limit(CHUNK)
     if p.is_postgres:
-        q = q.with_for_update(skip_locked=True)
+        q = q.with_for_update()  # rows a parallel runner closed meanwhile drop out on recheck
     rows = list(conn.execute(q))
     if not rows:
         return 0
@@ -223,9 +241,28 @@ def _write_snapshots(
         )
 
 
-def _finish(conn: sa.Connection, d: date, run_id: int, result: DayResult, p: Platform) -> None:
-    """Block lines with an overdue loan at the end of d, unblock the rest, close the date."""
-    assert conn.execute(sa.select(sa.func.count()).where(_due_filter(d))).scalar_one() == 0
+def _finish(conn: sa.Connection, d: date, run_id: int, result: DayResult, p: Platform) -> bool:
+    """Block lines with an overdue loan at the end of d, unblock the rest, close the date.
+
+    False (and nothing written) while loans of d are still held by a parallel runner."""
+    clock = conn.execute(
+        sa.select(business_clock).where(business_clock.c.id == 1).with_for_update()
+    ).one()
+    if clock.last_closed_date is not None and clock.last_closed_date >= d:
+        conn.execute(
+            eod_run.update()
+            .where(eod_run.c.run_id == run_id)
+            .values(
+                status="shared",
+                finished_at=p.now(),
+                loans=result.loans,
+                interest_fen=result.interest_fen,
+                penalty_fen=result.penalty_fen,
+            )
+        )
+        return True
+    if conn.execute(sa.select(sa.func.count()).where(_due_filter(d))).scalar_one():
+        return False
     overdue = sa.exists().where(
         loan.c.customer_id == credit_line.c.customer_id,
         loan.c.status == LoanStatus.OPEN.value,
@@ -251,3 +288,4 @@ def _finish(conn: sa.Connection, d: date, run_id: int, result: DayResult, p: Pla
             blocked_lines=result.blocked_lines,
         )
     )
+    return True

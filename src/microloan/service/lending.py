@@ -20,16 +20,14 @@ from microloan.domain.line import (
 )
 from microloan.domain.money import format_yuan
 from microloan.domain.rates import DailyRate
-from microloan.domain.schedule import Method, capped_schedule
+from microloan.domain.schedule import Method, apr_bp100, build_schedule, capped_schedule
 from microloan.errors import InvalidInput, NotFound, RepaymentRefused
 from microloan.service.clock import clock_columns, clock_view, read_clock
 from microloan.service.platform import (
     Platform,
+    answer_key,
     check_key,
-    key_columns,
-    remember,
-    replay_answer,
-    replayed,
+    claim_key,
     request_hash,
 )
 from microloan.store import loans as repo
@@ -144,7 +142,10 @@ def draw(
     digest = request_hash("draw", customer_id, amount_fen, term_months, method.value)
 
     def work(conn: sa.Connection) -> dict[str, Any]:
-        # one round trip: the line (locked), the clock, the key, and the overdue block
+        prior = claim_key(conn, key, customer_id, "draw", digest, p.now())
+        if prior is not None:
+            return dict(prior)
+        # one round trip: the line (locked), the clock and the overdue block
         open_date = (
             sa.select(business_clock.c.open_date).where(business_clock.c.id == 1).scalar_subquery()
         )
@@ -154,25 +155,17 @@ def draw(
             loan.c.earliest_unpaid_due < open_date,
         )
         line = conn.execute(
-            sa.select(credit_line, *clock_columns(), *key_columns(key), overdue_q.label("overdue"))
+            sa.select(credit_line, *clock_columns(), overdue_q.label("overdue"))
             .where(credit_line.c.customer_id == customer_id)
             .with_for_update(of=credit_line)
         ).one_or_none()
         if line is None:
-            prior = replayed(conn, key, "draw", digest)
-            if prior is not None:
-                return dict(prior)
             _require_customer(conn, customer_id)
             raise NotFound(
                 f"customer {customer_id} has no credit line",
                 code="line.not_found",
                 field="customer",
             )
-        prior = replay_answer(
-            key, "draw", digest, line.key_operation, line.key_hash, line.key_response
-        )
-        if prior is not None:
-            return dict(prior)
         if line.clock_mode is None:
             read_clock(conn, p.now)  # raises "not initialised"
         clock = clock_view(line.clock_mode, line.clock_open, line.clock_closed, p.now)
@@ -249,9 +242,12 @@ def draw(
             "method": method.value,
             "drawn_on": today.isoformat(),
             "daily_rate": str(schedule.rate),
+            "annual_simple_rate": _pct(schedule.rate.annual_simple_bp100()),
+            "apr": _pct(apr_bp100(schedule.principal_fen, schedule.totals)),
+            "rate_capped": schedule.rate.units != line.rate_units,
             "first_due_date": schedule.due_dates[0].isoformat(),
         }
-        remember(conn, key, customer_id, "draw", digest, response, now)
+        answer_key(conn, key, response)
         return response
 
     return p.transaction(work)
@@ -277,12 +273,10 @@ def repay(
     digest = request_hash("repay", customer_id, loan_id or "all", amount_fen)
 
     def work(conn: sa.Connection) -> dict[str, Any]:
-        head = conn.execute(sa.select(*clock_columns(), *key_columns(key))).one()
-        prior = replay_answer(
-            key, "repay", digest, head.key_operation, head.key_hash, head.key_response
-        )
+        prior = claim_key(conn, key, customer_id, "repay", digest, p.now())
         if prior is not None:
             return dict(prior)
+        head = conn.execute(sa.select(*clock_columns())).one()
         if head.clock_mode is None:
             read_clock(conn, p.now)  # raises "not initialised"
         today = clock_view(head.clock_mode, head.clock_open, head.clock_closed, p.now).open_date
@@ -319,7 +313,7 @@ def repay(
             "business_date": today.isoformat(),
             "loans": parts,
         }
-        remember(conn, key, customer_id, "repay", digest, response, p.now())
+        answer_key(conn, key, response)
         return response
 
     return p.transaction(work)
@@ -505,6 +499,7 @@ def show_loan(p: Platform, loan_id: int) -> dict[str, Any]:
         "closed_on": row.closed_on.isoformat() if row.closed_on else None,
         "daily_rate": str(rate),
         "annual_simple_rate": _pct(rate.annual_simple_bp100()),
+        "apr": _pct(_loan_apr_bp100(row)),
         "as_of": today.isoformat(),
         "dpd": L.days_past_due(live, today),
         "principal_outstanding": format_yuan(live.principal_outstanding_fen),
@@ -513,6 +508,18 @@ def show_loan(p: Platform, loan_id: int) -> dict[str, Any]:
         "interest_accrued": format_yuan(live.interest_accrued_fen),
         "schedule": schedule,
     }
+
+
+def _loan_apr_bp100(row: Any) -> int:
+    """The APR of the loan's schedule as drawn (labelled APR, monthly IRR × 12)."""
+    drawn = build_schedule(
+        row.principal_fen,
+        row.term_months,
+        DailyRate(row.rate_units),
+        Method(row.method),
+        row.drawn_on,
+    )
+    return apr_bp100(drawn.principal_fen, drawn.totals)
 
 
 def _projected_interest(state: L.LoanState, index: int) -> int:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -103,38 +104,6 @@ def replayed(conn: sa.Connection, key: str, operation: str, digest: str) -> Any 
     return replay_answer(key, operation, digest, row.operation, row.request_hash, row.response)
 
 
-def remember(
-    conn: sa.Connection,
-    key: str,
-    customer_id: int,
-    operation: str,
-    digest: str,
-    response: Any,
-    at: datetime,
-) -> None:
-    conn.execute(
-        idempotency.insert(),
-        {
-            "key": key,
-            "customer_id": customer_id,
-            "operation": operation,
-            "request_hash": digest,
-            "response": json.dumps(response, sort_keys=True),
-            "created_at": at,
-        },
-    )
-
-
-def key_columns(key: str) -> list[sa.Label[Any]]:
-    """A stored key's request and answer as scalar subqueries, to ride along with a query."""
-    where = idempotency.c.key == key
-    return [
-        sa.select(idempotency.c.operation).where(where).scalar_subquery().label("key_operation"),
-        sa.select(idempotency.c.request_hash).where(where).scalar_subquery().label("key_hash"),
-        sa.select(idempotency.c.response).where(where).scalar_subquery().label("key_response"),
-    ]
-
-
 def replay_answer(
     key: str,
     operation: str,
@@ -144,7 +113,7 @@ def replay_answer(
     response: str | None,
 ) -> Any | None:
     """The stored answer for a key used by the same request; refuses a different request."""
-    if stored_operation is None or response is None:
+    if stored_operation is None or not response:
         return None
     if stored_operation != operation or stored_hash != digest:
         raise IdempotencyConflict(
@@ -152,3 +121,48 @@ def replay_answer(
             field="key",
         )
     return json.loads(response)
+
+
+def claim_key(
+    conn: sa.Connection,
+    key: str,
+    customer_id: int,
+    operation: str,
+    digest: str,
+    at: datetime,
+) -> Any | None:
+    """Claim an idempotency key before doing anything else; None when this request owns it.
+
+    A concurrent request with the same key waits on the key's unique index until the first
+    commits, then finds the stored answer (replayed) or a different request (refused): the
+    second of two racing retries never runs the use case against state the first one changed.
+    """
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    claimed = conn.execute(
+        insert(idempotency)
+        .values(
+            key=key,
+            customer_id=customer_id,
+            operation=operation,
+            request_hash=digest,
+            response="",
+            created_at=at,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(idempotency.c.key)
+    ).first()
+    if claimed is not None:
+        return None
+    answer = replayed(conn, key, operation, digest)
+    if answer is None:
+        raise IdempotencyConflict(f"key {key!r} is in use by a request in flight", field="key")
+    return answer
+
+
+def answer_key(conn: sa.Connection, key: str, response: Any) -> None:
+    """Store the answer of the request that claimed ``key`` (same transaction as its work)."""
+    conn.execute(
+        idempotency.update()
+        .where(idempotency.c.key == key)
+        .values(response=json.dumps(response, sort_keys=True))
+    )

@@ -95,6 +95,7 @@ loan = sa.Table(
     sa.Column("dpd", sa.Integer, nullable=False),
     sa.Index("ix_loan_customer_status", "customer_id", "status"),
     sa.Index("ix_loan_closed_through", "closed_through", "status"),
+    sa.Index("ix_loan_drawn_on", "drawn_on"),
 )
 
 installment = sa.Table(
@@ -185,7 +186,7 @@ eod_run = sa.Table(
     metadata,
     sa.Column("run_id", Id, primary_key=True, autoincrement=True),
     sa.Column("business_date", sa.Date, nullable=False),
-    sa.Column("status", sa.String(12), nullable=False),  # running | done | failed
+    sa.Column("status", sa.String(12), nullable=False),  # running | done | shared
     sa.Column("started_at", TS, nullable=False),
     sa.Column("finished_at", TS),
     sa.Column("loans", sa.Integer, nullable=False),

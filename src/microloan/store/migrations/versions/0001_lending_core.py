@@ -172,6 +172,7 @@ def upgrade() -> None:
     with op.batch_alter_table("loan", schema=None) as batch_op:
         batch_op.create_index("ix_loan_closed_through", ["closed_through", "status"], unique=False)
         batch_op.create_index("ix_loan_customer_status", ["customer_id", "status"], unique=False)
+        batch_op.create_index("ix_loan_drawn_on", ["drawn_on"], unique=False)
 
     op.create_table(
         "accrual",
@@ -290,6 +291,7 @@ def downgrade() -> None:
 
     op.drop_table("accrual")
     with op.batch_alter_table("loan", schema=None) as batch_op:
+        batch_op.drop_index("ix_loan_drawn_on")
         batch_op.drop_index("ix_loan_customer_status")
         batch_op.drop_index("ix_loan_closed_through")
 
