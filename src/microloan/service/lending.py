@@ -134,6 +134,71 @@ def _require_customer(conn: sa.Connection, customer_id: int) -> None:
 # Draw
 
 
+# Hot statements are built once; SQLAlchemy then reuses their compiled form.
+_OPEN_DATE = sa.select(business_clock.c.open_date).where(business_clock.c.id == 1).scalar_subquery()
+_DRAW_LINE = (
+    sa.select(
+        credit_line,
+        *clock_columns(),
+        sa.exists()
+        .where(
+            loan.c.customer_id == sa.bindparam("cid"),
+            loan.c.status == LoanStatus.OPEN.value,
+            loan.c.earliest_unpaid_due < _OPEN_DATE,
+        )
+        .label("overdue"),
+    )
+    .where(credit_line.c.customer_id == sa.bindparam("cid"))
+    .with_for_update(of=credit_line)
+)
+_LINE_DRAWN = (
+    credit_line.update()
+    .where(credit_line.c.customer_id == sa.bindparam("cid"))
+    .values(
+        outstanding_principal_fen=credit_line.c.outstanding_principal_fen
+        + sa.bindparam("amount", type_=sa.BigInteger),
+        open_loans=credit_line.c.open_loans + 1,
+        updated_at=sa.bindparam("at"),
+    )
+)
+_INSERT_LOAN = loan.insert().returning(loan.c.loan_id)
+_CLOCK = sa.select(*clock_columns())
+_LOANS_OF = sa.select(*repo.LOAN_COLUMNS).where(loan.c.customer_id == sa.bindparam("cid"))
+_LOCK_LOAN = _LOANS_OF.where(loan.c.loan_id == sa.bindparam("lid")).with_for_update()
+_LOCK_OPEN_LOANS = (
+    _LOANS_OF.where(loan.c.status == LoanStatus.OPEN.value)
+    .order_by(loan.c.loan_id)
+    .with_for_update()
+)
+_INSERT_REPAYMENT = repayment.insert()
+_LOAN_REPAID = (
+    loan.update()
+    .where(loan.c.loan_id == sa.bindparam("lid"))
+    .values(
+        principal_outstanding_fen=sa.bindparam("principal_outstanding_fen"),
+        earliest_unpaid_due=sa.bindparam("earliest_unpaid_due", type_=sa.Date),
+        status=sa.bindparam("status"),
+        closed_on=sa.bindparam("closed_on", type_=sa.Date),
+    )
+)
+_LINE_REPAID = (
+    credit_line.update()
+    .where(credit_line.c.customer_id == sa.bindparam("cid"))
+    .values(
+        outstanding_principal_fen=credit_line.c.outstanding_principal_fen
+        - sa.bindparam("principal", type_=sa.BigInteger),
+        open_loans=credit_line.c.open_loans - sa.bindparam("closed", type_=sa.Integer),
+        overdue_blocked=sa.exists().where(
+            loan.c.customer_id == sa.bindparam("cid"),
+            loan.c.status == LoanStatus.OPEN.value,
+            loan.c.earliest_unpaid_due < sa.bindparam("today", type_=sa.Date),
+        ),
+        updated_at=sa.bindparam("at"),
+    )
+)
+_INSERT_INSTALLMENTS = installment.insert()
+
+
 def draw(
     p: Platform, customer_id: int, amount_fen: int, term_months: int, method: Method, key: str
 ) -> dict[str, Any]:
@@ -146,19 +211,7 @@ def draw(
         if prior is not None:
             return dict(prior)
         # one round trip: the line (locked), the clock and the overdue block
-        open_date = (
-            sa.select(business_clock.c.open_date).where(business_clock.c.id == 1).scalar_subquery()
-        )
-        overdue_q = sa.exists().where(
-            loan.c.customer_id == customer_id,
-            loan.c.status == LoanStatus.OPEN.value,
-            loan.c.earliest_unpaid_due < open_date,
-        )
-        line = conn.execute(
-            sa.select(credit_line, *clock_columns(), overdue_q.label("overdue"))
-            .where(credit_line.c.customer_id == customer_id)
-            .with_for_update(of=credit_line)
-        ).one_or_none()
+        line = conn.execute(_DRAW_LINE, {"cid": customer_id}).one_or_none()
         if line is None:
             _require_customer(conn, customer_id)
             raise NotFound(
@@ -190,7 +243,7 @@ def draw(
         now = p.now()
         loan_id = int(
             conn.execute(
-                loan.insert().returning(loan.c.loan_id),
+                _INSERT_LOAN,
                 {
                     "customer_id": customer_id,
                     "book_id": book_id(conn, PLATFORM_BOOK),
@@ -214,7 +267,7 @@ def draw(
                 },
             ).scalar_one()
         )
-        conn.execute(installment.insert(), repo.installment_rows(customer_id, loan_id, state))
+        conn.execute(_INSERT_INSTALLMENTS, repo.installment_rows(customer_id, loan_id, state))
         post(
             conn,
             disbursement_entry(amount_fen),
@@ -225,15 +278,7 @@ def draw(
             customer_id=customer_id,
             loan_id=loan_id,
         )
-        conn.execute(
-            credit_line.update()
-            .where(credit_line.c.customer_id == customer_id)
-            .values(
-                outstanding_principal_fen=credit_line.c.outstanding_principal_fen + amount_fen,
-                open_loans=credit_line.c.open_loans + 1,
-                updated_at=now,
-            )
-        )
+        conn.execute(_LINE_DRAWN, {"cid": customer_id, "amount": amount_fen, "at": now})
         response = {
             "loan_id": loan_id,
             "customer_id": customer_id,
@@ -276,7 +321,7 @@ def repay(
         prior = claim_key(conn, key, customer_id, "repay", digest, p.now())
         if prior is not None:
             return dict(prior)
-        head = conn.execute(sa.select(*clock_columns())).one()
+        head = conn.execute(_CLOCK).one()
         if head.clock_mode is None:
             read_clock(conn, p.now)  # raises "not initialised"
         today = clock_view(head.clock_mode, head.clock_open, head.clock_closed, p.now).open_date
@@ -320,9 +365,8 @@ def repay(
 
 
 def _lock_open_loans(conn: sa.Connection, customer_id: int, loan_id: int | None) -> list[Any]:
-    q = sa.select(*repo.LOAN_COLUMNS).where(loan.c.customer_id == customer_id)
     if loan_id is not None:
-        row = conn.execute(q.where(loan.c.loan_id == loan_id).with_for_update()).one_or_none()
+        row = conn.execute(_LOCK_LOAN, {"cid": customer_id, "lid": loan_id}).one_or_none()
         if row is None:
             raise NotFound(
                 f"customer {customer_id} has no loan {loan_id}", code="loan.not_found", field="loan"
@@ -334,13 +378,7 @@ def _lock_open_loans(conn: sa.Connection, customer_id: int, loan_id: int | None)
                 field="loan",
             )
         return [row]
-    rows = list(
-        conn.execute(
-            q.where(loan.c.status == LoanStatus.OPEN.value)
-            .order_by(loan.c.loan_id)
-            .with_for_update()
-        )
-    )
+    rows = list(conn.execute(_LOCK_OPEN_LOANS, {"cid": customer_id}))
     if not rows:
         raise RepaymentRefused(
             f"customer {customer_id} has no open loan",
@@ -363,7 +401,7 @@ def _apply_repayment(
     new_state, alloc = L.repay(state, today, amount_fen)
     now = p.now()
     conn.execute(
-        repayment.insert(),
+        _INSERT_REPAYMENT,
         {
             "customer_id": row.customer_id,
             "loan_id": row.loan_id,
@@ -390,14 +428,14 @@ def _apply_repayment(
     )
     closed = L.payoff(new_state, today).total_fen == 0
     conn.execute(
-        loan.update()
-        .where(loan.c.loan_id == row.loan_id)
-        .values(
-            principal_outstanding_fen=new_state.principal_outstanding_fen,
-            earliest_unpaid_due=None if closed else L.earliest_unpaid_due(new_state),
-            status=LoanStatus.CLOSED.value if closed else row.status,
-            closed_on=today if closed else None,
-        )
+        _LOAN_REPAID,
+        {
+            "lid": row.loan_id,
+            "principal_outstanding_fen": new_state.principal_outstanding_fen,
+            "earliest_unpaid_due": None if closed else L.earliest_unpaid_due(new_state),
+            "status": LoanStatus.CLOSED.value if closed else row.status,
+            "closed_on": today if closed else None,
+        },
     )
     return {
         "loan_id": row.loan_id,
@@ -419,20 +457,15 @@ def _update_line(
     committed meanwhile is never overwritten); the overdue flag is recomputed at once."""
     principal = sum(int(part["principal_fen"]) for part in parts)
     closed = sum(1 for part in parts if part["closed"])
-    still_overdue = sa.exists().where(
-        loan.c.customer_id == customer_id,
-        loan.c.status == LoanStatus.OPEN.value,
-        loan.c.earliest_unpaid_due < today,
-    )
     conn.execute(
-        credit_line.update()
-        .where(credit_line.c.customer_id == customer_id)
-        .values(
-            outstanding_principal_fen=credit_line.c.outstanding_principal_fen - principal,
-            open_loans=credit_line.c.open_loans - closed,
-            overdue_blocked=still_overdue,
-            updated_at=p.now(),
-        )
+        _LINE_REPAID,
+        {
+            "cid": customer_id,
+            "principal": principal,
+            "closed": closed,
+            "today": today,
+            "at": p.now(),
+        },
     )
 
 

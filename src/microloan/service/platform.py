@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -66,6 +67,8 @@ class Platform:
 
 
 def _retryable(exc: Exception) -> bool:
+    if getattr(exc, "connection_invalidated", False):
+        return True  # a stale pooled connection: the pool has dropped it, try a fresh one
     text = str(exc).lower()
     return any(
         s in text
@@ -137,19 +140,16 @@ def claim_key(
     commits, then finds the stored answer (replayed) or a different request (refused): the
     second of two racing retries never runs the use case against state the first one changed.
     """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     claimed = conn.execute(
-        insert(idempotency)
-        .values(
-            key=key,
-            customer_id=customer_id,
-            operation=operation,
-            request_hash=digest,
-            response="",
-            created_at=at,
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(idempotency.c.key)
+        _claim_statement(conn.dialect.name),
+        {
+            "key": key,
+            "customer_id": customer_id,
+            "operation": operation,
+            "request_hash": digest,
+            "response": "",
+            "created_at": at,
+        },
     ).first()
     if claimed is not None:
         return None
@@ -161,8 +161,21 @@ def claim_key(
 
 def answer_key(conn: sa.Connection, key: str, response: Any) -> None:
     """Store the answer of the request that claimed ``key`` (same transaction as its work)."""
-    conn.execute(
-        idempotency.update()
-        .where(idempotency.c.key == key)
-        .values(response=json.dumps(response, sort_keys=True))
+    conn.execute(_ANSWER_KEY, {"k": key, "response": json.dumps(response, sort_keys=True)})
+
+
+_ANSWER_KEY = (
+    idempotency.update()
+    .where(idempotency.c.key == sa.bindparam("k"))
+    .values(response=sa.bindparam("response"))
+)
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(idempotency)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(idempotency.c.key)
     )

@@ -31,7 +31,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping (it costs a round trip per transaction): a stale connection fails its first
+    # statement, the pool drops it, and Platform.transaction retries on a fresh one.
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from typing import Any
 
@@ -84,11 +85,15 @@ def _post_one_statement(
         "ref": reference,
         "at": created_at,
     }
-    rows = []
     for n, posting in enumerate(entry.postings):
         params[f"a{n}"] = posting.account.value
         params[f"v{n}"] = posting.amount_fen
-        rows.append(f"(CAST(:a{n} AS VARCHAR), CAST(:v{n} AS BIGINT))")
+    return int(conn.execute(_entry_cte(len(entry.postings)), params).scalars().first() or 0)
+
+
+@functools.cache
+def _entry_cte(postings: int) -> sa.TextClause:
+    rows = [f"(CAST(:a{n} AS VARCHAR), CAST(:v{n} AS BIGINT))" for n in range(postings)]
     sql = (
         "WITH e AS (INSERT INTO journal_entry (book_id, customer_id, loan_id, business_date, "
         "kind, reference, created_at) VALUES (:book, CAST(:customer AS BIGINT), "
@@ -97,4 +102,4 @@ def _post_one_statement(
         "SELECT e.entry_id, :book, CAST(:customer AS BIGINT), CAST(:loan AS BIGINT), v.account, "
         f"v.amount FROM e, (VALUES {', '.join(rows)}) AS v(account, amount) RETURNING entry_id"
     )
-    return int(conn.execute(sa.text(sql), params).scalars().first() or 0)
+    return sa.text(sql)

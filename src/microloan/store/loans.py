@@ -19,6 +19,9 @@ from microloan.domain.schedule import Method
 from microloan.store.schema import installment, loan, repayment
 
 LOAN_COLUMNS = [c for c in loan.c]
+_INSTALLMENTS_OF = sa.select(installment).where(
+    installment.c.loan_id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 @dataclass(slots=True)
@@ -92,7 +95,7 @@ def load_installments(conn: sa.Connection, loan_ids: Iterable[int]) -> dict[int,
     out: dict[int, list[Any]] = defaultdict(list)
     if not ids:
         return out
-    rows = conn.execute(sa.select(installment).where(installment.c.loan_id.in_(ids)))
+    rows = conn.execute(_INSTALLMENTS_OF, {"ids": ids})
     for r in rows:
         out[r.loan_id].append(r)
     return out
