@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from microloan.domain import loan as L
 from microloan.domain.books import accrual_entry
 from microloan.domain.line import LoanStatus
+from microloan.domain.money import format_yuan
 from microloan.errors import MicroloanError
 from microloan.service.clock import first_date_to_close, read_clock
 from microloan.service.platform import Platform
@@ -44,8 +45,6 @@ class DayResult:
     blocked_lines: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        from microloan.domain.money import format_yuan
-
         return {
             "business_date": self.business_date.isoformat(),
             "loans": self.loans,
@@ -249,17 +248,7 @@ def _finish(conn: sa.Connection, d: date, run_id: int, result: DayResult, p: Pla
         sa.select(business_clock).where(business_clock.c.id == 1).with_for_update()
     ).one()
     if clock.last_closed_date is not None and clock.last_closed_date >= d:
-        conn.execute(
-            eod_run.update()
-            .where(eod_run.c.run_id == run_id)
-            .values(
-                status="shared",
-                finished_at=p.now(),
-                loans=result.loans,
-                interest_fen=result.interest_fen,
-                penalty_fen=result.penalty_fen,
-            )
-        )
+        _record_run(conn, run_id, "shared", result, p)  # another runner closed the date
         return True
     if conn.execute(sa.select(sa.func.count()).where(_due_filter(d))).scalar_one():
         return False
@@ -275,11 +264,18 @@ def _finish(conn: sa.Connection, d: date, run_id: int, result: DayResult, p: Pla
         ).scalar_one()
     )
     conn.execute(business_clock.update().where(business_clock.c.id == 1).values(last_closed_date=d))
+    _record_run(conn, run_id, "done", result, p)
+    return True
+
+
+def _record_run(
+    conn: sa.Connection, run_id: int, status: str, result: DayResult, p: Platform
+) -> None:
     conn.execute(
         eod_run.update()
         .where(eod_run.c.run_id == run_id)
         .values(
-            status="done",
+            status=status,
             finished_at=p.now(),
             loans=result.loans,
             interest_fen=result.interest_fen,
@@ -288,4 +284,3 @@ def _finish(conn: sa.Connection, d: date, run_id: int, result: DayResult, p: Pla
             blocked_lines=result.blocked_lines,
         )
     )
-    return True

@@ -12,15 +12,23 @@ from microloan.domain.books import PLATFORM_BOOK, disbursement_entry, repayment_
 from microloan.domain.line import (
     LineStatus,
     LineView,
+    LoanEvent,
     LoanStatus,
     OpenLoan,
     check_draw,
     check_limit,
+    loan_transition,
     split_across_loans,
 )
 from microloan.domain.money import format_yuan
-from microloan.domain.rates import DailyRate
-from microloan.domain.schedule import Method, apr_bp100, build_schedule, capped_schedule
+from microloan.domain.rates import DailyRate, format_percent_bp100
+from microloan.domain.schedule import (
+    Method,
+    apr_bp100,
+    build_schedule,
+    capped_schedule,
+    interest_fen,
+)
 from microloan.errors import InvalidInput, NotFound, RepaymentRefused
 from microloan.service.clock import clock_columns, clock_view, read_clock
 from microloan.service.platform import (
@@ -433,7 +441,11 @@ def _apply_repayment(
             "lid": row.loan_id,
             "principal_outstanding_fen": new_state.principal_outstanding_fen,
             "earliest_unpaid_due": None if closed else L.earliest_unpaid_due(new_state),
-            "status": LoanStatus.CLOSED.value if closed else row.status,
+            "status": (
+                loan_transition(LoanStatus(row.status), LoanEvent.SETTLED).value
+                if closed
+                else row.status
+            ),
             "closed_on": today if closed else None,
         },
     )
@@ -557,8 +569,6 @@ def _loan_apr_bp100(row: Any) -> int:
 
 def _projected_interest(state: L.LoanState, index: int) -> int:
     """Interest a future period will carry if every installment is paid on time."""
-    from microloan.domain.schedule import interest_fen
-
     balance = sum(i.principal_left_fen for i in state.installments[index:])
     prev = state.installments[index - 1].due_date if index else state.drawn_on
     days = (state.installments[index].due_date - prev).days
@@ -578,6 +588,4 @@ def _installment_status(inst: L.Installment, today: date) -> str:
 
 
 def _pct(bp100: int) -> str:
-    from microloan.domain.rates import format_percent_bp100
-
     return format_percent_bp100(bp100)

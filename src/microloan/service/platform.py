@@ -73,11 +73,9 @@ def _retryable(exc: Exception) -> bool:
     return any(
         s in text
         for s in (
-            "idempotency_key",
             "deadlock",
             "could not serialize",
             "database is locked",
-            "unique constraint failed: idempotency",
         )
     )
 
