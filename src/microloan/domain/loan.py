@@ -237,15 +237,8 @@ def earliest_unpaid_due(state: LoanState) -> date | None:
 
 def days_past_due(state: LoanState, on: date) -> int:
     """DPD at ``on``: ``on`` − the earliest due date before ``on`` with something unpaid."""
-    s = advance(state, on)
-    if s.penalty_due_fen == 0 and payoff(s, on).total_fen == 0:
-        return 0
-    first = earliest_unpaid_due(s)
+    first = earliest_unpaid_due(advance(state, on))
     return (on - first).days if first is not None and first < on else 0
-
-
-def is_settled(state: LoanState, on: date) -> bool:
-    return payoff(state, on).total_fen == 0
 
 
 def due_today_fen(state: LoanState, on: date) -> int:

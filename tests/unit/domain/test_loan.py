@@ -16,7 +16,6 @@ from microloan.domain.loan import (
     due_today_fen,
     earliest_unpaid_due,
     installment_amount_fen,
-    is_settled,
     open_loan,
     payoff,
     repay,
@@ -123,7 +122,6 @@ def test_repaying_on_the_draw_date_costs_nothing(method: Method) -> None:
         assert payoff(loan, later).total_fen == 0
         assert advance(loan, later).interest_accrued_fen == 0
         assert days_past_due(loan, later) == 0
-        assert is_settled(loan, later)
 
 
 def test_a_repayment_on_day_t_takes_effect_from_day_t_plus_1() -> None:
