@@ -5,24 +5,22 @@ Expected errors print one line to stderr and exit with code 2; nothing is change
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
-from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from microloan.cli.common import AsJson, Database, console, emit, err_console, guarded
+from microloan.cli.model_cmd import model_app
+from microloan.cli.population_cmd import population_app
 from microloan.domain.calendar import parse_date
 from microloan.domain.money import parse_yuan
 from microloan.domain.rates import DailyRate
 from microloan.domain.schedule import Method
-from microloan.errors import InvalidInput, MicroloanError
+from microloan.errors import InvalidInput
 from microloan.service import admin, autodebit, eod, ledger_check, lending
 from microloan.service import clock as clock_svc
 from microloan.service.platform import Platform
@@ -42,6 +40,8 @@ loan_app = typer.Typer(help="借款 Loans.", no_args_is_help=True)
 ledger_app = typer.Typer(help="账务 Books.", no_args_is_help=True)
 eod_app = typer.Typer(help="日终 End of day.", invoke_without_command=True)
 for sub, name in (
+    (model_app, "model"),
+    (population_app, "population"),
     (db_app, "db"),
     (clock_app, "clock"),
     (customer_app, "customer"),
@@ -51,52 +51,6 @@ for sub, name in (
     (eod_app, "eod"),
 ):
     app.add_typer(sub, name=name)
-
-console = Console()
-err_console = Console(stderr=True)
-
-Database = Annotated[
-    str | None,
-    typer.Option(
-        "--database", help="Database URL (default: $MICROLOAN_DATABASE_URL or the SQLite file)."
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def guarded(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn expected errors into one line on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except MicroloanError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except (OperationalError, ProgrammingError) as exc:
-            first = str(exc.orig or exc).strip().splitlines()[0]
-            err_console.print(
-                f"error: db.unavailable: {first} (is the database initialised? "
-                "run `microloan db init`)",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
-    if as_json or human is None:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=None if as_json else 2))
-        sys.stdout.write("\n")
-    else:
-        human(data)
 
 
 def platform(database: str | None) -> Platform:
