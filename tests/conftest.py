@@ -31,6 +31,11 @@ PG_REQUIRED_ENV = "MICROLOAN_REQUIRE_POSTGRES"
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_CONNECT_TIMEOUT_S = 3
 
+# Personal data is encrypted with a configured key; the tests (and the commands they start) use
+# this fixed one, so no test writes a key file into the checkout.
+TEST_DATA_KEY = "dGVzdC1vbmx5LWRhdGEta2V5LW5vdC1mb3ItdXNlLTE="
+os.environ.setdefault("MICROLOAN_DATA_KEY", TEST_DATA_KEY)
+
 # Every test's wall clock: 09:00 in Shanghai on the first business date the tests use.
 FIXED_NOW = datetime(2026, 1, 31, 1, 0, tzinfo=UTC)
 

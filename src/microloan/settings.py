@@ -19,3 +19,22 @@ class Settings(BaseSettings):
     min_limit_fen: int = 50_000
     max_limit_fen: int = 20_000_000
     autodebit_retries: int = 2
+
+    # personal data at rest: a base64 key of 32 bytes, or a file holding one. On the embedded
+    # SQLite default the file is created on first use; elsewhere a key must be configured.
+    data_key: str | None = None
+    data_key_file: str = "var/data.key"
+    # the synthetic population the simulated providers read (issue 3 demo and tests)
+    population_path: str = "var/population.parquet"
+    # onboarding
+    age_min: int = 18
+    age_max: int = 60
+    consent_versions: dict[str, str] = Field(
+        default={"credit_report": "v1", "sensitive_pi": "v1", "loan_agreement": "v1"}
+    )
+    # invitations and share rewards
+    invitation_valid_days: int = 30
+    referral_campaign: str = "2026-share"
+    referral_reward_fen: int = 500  # each side, per granted invitee
+    referral_double_after: int = 5  # the inviter's reward doubles after this many successes
+    referral_cap_fen: int = 20_000  # per inviter per campaign

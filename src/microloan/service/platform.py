@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from microloan.access.crypto import Vault, load_master_key
 from microloan.domain.line import DrawPolicy
 from microloan.errors import IdempotencyConflict, InvalidInput
 from microloan.service.clock import Now, system_now
@@ -44,6 +45,19 @@ class Platform:
         settings = settings or Settings()
         engine = make_engine(url or settings.database_url, pool_size=pool_size)
         return cls(engine, settings, now)
+
+    _vault: Vault | None = field(default=None, repr=False)
+
+    @property
+    def vault(self) -> Vault:
+        """The personal-data keys, loaded on first use (the SQLite default may create its file)."""
+        if self._vault is None:
+            s = self.settings
+            master = load_master_key(
+                s.data_key, s.data_key_file, may_create=self.engine.dialect.name == "sqlite"
+            )
+            self._vault = Vault.from_master(master)
+        return self._vault
 
     @property
     def policy(self) -> DrawPolicy:

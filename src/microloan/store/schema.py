@@ -195,3 +195,272 @@ eod_run = sa.Table(
     sa.Column("overdue_loans", sa.Integer, nullable=False),
     sa.Column("blocked_lines", sa.Integer, nullable=False),
 )
+
+# --- access: channels, invitations, onboarding (access-and-decisions §1–§2) -------------------
+# Personal data (identity number, phone, card number) is stored encrypted (``*_enc``) with a keyed
+# hash (``*_hash``, an HMAC blind index) for lookups and uniqueness; never in the clear.
+
+channel = sa.Table(
+    "channel",
+    metadata,
+    sa.Column("code", sa.String(16), primary_key=True),
+    sa.Column("name_zh", sa.String(40), nullable=False),
+    sa.Column("name_en", sa.String(40), nullable=False),
+    sa.Column("daily_invite_quota", sa.Integer, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+)
+
+identity = sa.Table(
+    "identity",
+    metadata,
+    sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id"), primary_key=True),
+    sa.Column("id_number_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("id_number_enc", sa.Text, nullable=False),
+    sa.Column("id_number_masked", sa.String(18), nullable=False),
+    sa.Column("birth_date", sa.Date, nullable=False),
+    sa.Column("is_male", sa.Boolean, nullable=False),
+    sa.Column("phone_hash", sa.String(64)),
+    sa.Column("phone_enc", sa.Text),
+    sa.Column("phone_masked", sa.String(11)),
+    sa.Column("source", sa.String(16), nullable=False),  # form | ocr
+    sa.Column("verified_at", TS, nullable=False),
+    sa.Index("ix_identity_phone_hash", "phone_hash"),
+)
+
+channel_identity = sa.Table(
+    "channel_identity",
+    metadata,
+    sa.Column("channel", sa.String(16), sa.ForeignKey("channel.code"), primary_key=True),
+    sa.Column("open_id", sa.String(64), primary_key=True),
+    sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id")),  # null until verified
+    sa.Column("referral_code", sa.String(32), unique=True),  # the personal share code
+    sa.Column("device_id", sa.String(64)),  # the device it entered on
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("linked_at", TS),
+    sa.Index("ix_channel_identity_customer", "customer_id"),
+    sa.Index("ix_channel_identity_device", "device_id"),
+)
+
+invitation_batch = sa.Table(
+    "invitation_batch",
+    metadata,
+    sa.Column("batch_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(16), sa.ForeignKey("channel.code"), nullable=False),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("seed", Fen, nullable=False),
+    sa.Column("screened", sa.Integer, nullable=False),
+    sa.Column("eligible", sa.Integer, nullable=False),
+    sa.Column("invited", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+invitation = sa.Table(
+    "invitation",
+    metadata,
+    sa.Column("invitation_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(16), sa.ForeignKey("channel.code"), nullable=False),
+    sa.Column("open_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(12), nullable=False),  # whitelist | referral
+    sa.Column("status", sa.String(10), nullable=False),  # live | accepted | expired
+    sa.Column("batch_id", Id, sa.ForeignKey("invitation_batch.batch_id")),
+    sa.Column("referral_code", sa.String(32)),  # the inviter's code, for referrals
+    sa.Column("reason", sa.Text, nullable=False),  # JSON: why this user was invited
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("expires_on", sa.Date, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index(
+        "uq_invitation_live",
+        "channel",
+        "open_id",
+        unique=True,
+        sqlite_where=sa.text("status = 'live'"),
+        postgresql_where=sa.text("status = 'live'"),
+    ),
+    sa.Index("ix_invitation_channel_open_id", "channel", "open_id"),
+)
+
+referral = sa.Table(
+    "referral",
+    metadata,
+    sa.Column("referral_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("invitee_open_id", sa.String(64), nullable=False),
+    sa.Column("referral_code", sa.String(32), nullable=False),
+    sa.Column("inviter_customer_id", Id),  # null while the inviter is not yet a customer
+    sa.Column("invitee_customer_id", Id),
+    sa.Column("campaign", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # pending | rewarded | no_reward
+    sa.Column("outcome", sa.String(40)),  # why no reward, or the reward rule applied
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("settled_at", TS),
+    sa.UniqueConstraint("channel", "invitee_open_id", name="uq_referral_invitee"),
+    sa.Index("ix_referral_code", "referral_code"),
+    sa.Index("ix_referral_invitee_customer", "invitee_customer_id"),
+)
+
+reward = sa.Table(
+    "reward",
+    metadata,
+    sa.Column("reward_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id"), nullable=False),
+    sa.Column("referral_id", Id, sa.ForeignKey("referral.referral_id"), nullable=False),
+    sa.Column("role", sa.String(8), nullable=False),  # inviter | invitee
+    sa.Column("campaign", sa.String(32), nullable=False),
+    sa.Column("amount_fen", Fen, nullable=False),
+    sa.Column("entry_id", Id, sa.ForeignKey("journal_entry.entry_id"), nullable=False),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("referral_id", "role", name="uq_reward_referral_role"),
+    sa.Index("ix_reward_customer_campaign", "customer_id", "campaign"),
+)
+
+bank_card = sa.Table(
+    "bank_card",
+    metadata,
+    sa.Column("card_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id"), nullable=False),
+    sa.Column("card_hash", sa.String(64), nullable=False),
+    sa.Column("card_enc", sa.Text, nullable=False),
+    sa.Column("card_masked", sa.String(19), nullable=False),
+    sa.Column("bank_code", sa.String(16), nullable=False),
+    sa.Column("card_type", sa.String(8), nullable=False),  # debit | credit
+    sa.Column("is_default", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # bound | unbound
+    sa.Column("verified_at", TS, nullable=False),
+    sa.Column("unbound_at", TS),
+    sa.Index("ix_bank_card_customer", "customer_id"),
+    sa.Index("ix_bank_card_hash", "card_hash"),
+)
+
+consent = sa.Table(
+    "consent",
+    metadata,
+    sa.Column("consent_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id"), nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("version", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("granted_at", TS, nullable=False),
+    sa.Column("withdrawn_at", TS),
+    sa.Index("ix_consent_customer_kind", "customer_id", "kind"),
+)
+
+onboarding_step = sa.Table(
+    "onboarding_step",
+    metadata,
+    sa.Column("step_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id"), nullable=False),
+    sa.Column("step", sa.String(24), nullable=False),
+    sa.Column("source", sa.String(24), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON, masked
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_onboarding_step_customer", "customer_id"),
+)
+
+blocked_list = sa.Table(
+    "blocked_list",
+    metadata,
+    sa.Column("kind", sa.String(12), primary_key=True),  # id_number | phone | card | device
+    sa.Column("value_hash", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(100), nullable=False),
+    sa.Column("added_at", TS, nullable=False),
+)
+
+# --- operators, maker-checker, audit ------------------------------------------------------------
+
+operator = sa.Table(
+    "operator",
+    metadata,
+    sa.Column("operator_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(40), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(60), nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("roles", sa.String(200), nullable=False),  # comma-separated role codes
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+proposal = sa.Table(
+    "proposal",
+    metadata,
+    sa.Column("proposal_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(24), nullable=False),  # model.activate | line.change | …
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON
+    sa.Column("status", sa.String(10), nullable=False),  # pending | approved | rejected
+    sa.Column("proposed_by", Id, sa.ForeignKey("operator.operator_id"), nullable=False),
+    sa.Column("proposed_at", TS, nullable=False),
+    sa.Column("decided_by", Id, sa.ForeignKey("operator.operator_id")),
+    sa.Column("decided_at", TS),
+    sa.Column("note", sa.String(200)),
+    sa.CheckConstraint("decided_by IS NULL OR decided_by <> proposed_by", name="two_people"),
+    sa.Index("ix_proposal_status", "status"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("audit_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("operator_id", Id, sa.ForeignKey("operator.operator_id")),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON, masked
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_audit_log_subject", "subject"),
+)
+
+# --- decisions and models (access-and-decisions §3–§4) ------------------------------------------
+
+model_version = sa.Table(
+    "model_version",
+    metadata,
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("channel", sa.String(16)),  # null: serves every channel without its own
+    sa.Column("artifact", sa.Text, nullable=False),  # the scorecard JSON, as trained
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # registered | active | retired
+    sa.Column("registered_by", Id, sa.ForeignKey("operator.operator_id")),
+    sa.Column("registered_at", TS, nullable=False),
+    sa.Column("activated_at", TS),
+    sa.Column("proposal_id", Id, sa.ForeignKey("proposal.proposal_id")),
+)
+
+decision = sa.Table(
+    "decision",
+    metadata,
+    sa.Column("decision_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id"), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # apply | rescore
+    sa.Column("outcome", sa.String(10), nullable=False),  # approved | declined | review
+    sa.Column("grade", sa.String(2)),
+    sa.Column("score", sa.Integer),
+    sa.Column("pd_ppm", sa.Integer),  # probability of default in parts per million
+    sa.Column("limit_fen", Fen),
+    sa.Column("rate_units", Fen),
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("reasons", sa.Text, nullable=False),  # JSON list of reason codes
+    sa.Column("record", sa.Text, nullable=False),  # JSON: inputs, points, signals, policy
+    sa.Column("device_id", sa.String(64)),
+    sa.Column("lat_e6", sa.Integer),
+    sa.Column("lon_e6", sa.Integer),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_decision_customer", "customer_id", "created_at"),
+    sa.Index("ix_decision_device", "device_id", "created_at"),
+)
+
+review_case = sa.Table(
+    "review_case",
+    metadata,
+    sa.Column("case_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("decision_id", Id, sa.ForeignKey("decision.decision_id"), nullable=False),
+    sa.Column("customer_id", Id, sa.ForeignKey("customer.customer_id"), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # open | approved | declined
+    sa.Column("signals", sa.Text, nullable=False),  # JSON: why it was sent to review
+    sa.Column("opened_at", TS, nullable=False),
+    sa.Column("decided_by", Id, sa.ForeignKey("operator.operator_id")),
+    sa.Column("decided_at", TS),
+    sa.Column("note", sa.String(200)),
+    sa.Index("ix_review_case_status", "status"),
+)
