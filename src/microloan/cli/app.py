@@ -13,7 +13,15 @@ import sqlalchemy as sa
 import typer
 from rich.table import Table
 
+from microloan.cli.access_cmd import (
+    blocked_app,
+    onboard_app,
+    operator_app,
+    proposal_app,
+)
 from microloan.cli.common import AsJson, Database, console, emit, err_console, guarded
+from microloan.cli.decision_cmd import apply_cmd, decision_app, rescore_cmd, review_app
+from microloan.cli.invite_cmd import invite_app
 from microloan.cli.model_cmd import model_app
 from microloan.cli.population_cmd import population_app
 from microloan.domain.calendar import parse_date
@@ -40,6 +48,13 @@ loan_app = typer.Typer(help="借款 Loans.", no_args_is_help=True)
 ledger_app = typer.Typer(help="账务 Books.", no_args_is_help=True)
 eod_app = typer.Typer(help="日终 End of day.", invoke_without_command=True)
 for sub, name in (
+    (invite_app, "invite"),
+    (onboard_app, "onboard"),
+    (blocked_app, "blocked"),
+    (decision_app, "decision"),
+    (review_app, "review"),
+    (operator_app, "operator"),
+    (proposal_app, "proposal"),
     (model_app, "model"),
     (population_app, "population"),
     (db_app, "db"),
@@ -391,6 +406,10 @@ def _print_demo(summary: dict[str, Any]) -> None:
     console.print(
         "试试 Try: microloan loan show 1 · microloan payoff --loan 4 · microloan ledger check"
     )
+
+
+app.command("apply")(guarded(apply_cmd))
+app.command("rescore")(guarded(rescore_cmd))
 
 
 def main() -> None:

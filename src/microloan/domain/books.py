@@ -22,6 +22,8 @@ class Account(StrEnum):
     PENALTY_RECEIVABLE = "1303"  # 应收罚息
     INTEREST_INCOME = "6011"  # 利息收入
     PENALTY_INCOME = "6012"  # 罚息收入
+    REWARD_PAYABLE = "2241"  # 应付红包 red-envelope rewards owed to customers
+    MARKETING_EXPENSE = "6601"  # 营销费用
 
     @property
     def label(self) -> str:
@@ -35,6 +37,8 @@ _LABELS = {
     Account.PENALTY_RECEIVABLE: "应收罚息 Penalty receivable",
     Account.INTEREST_INCOME: "利息收入 Interest income",
     Account.PENALTY_INCOME: "罚息收入 Penalty income",
+    Account.REWARD_PAYABLE: "应付红包 Rewards payable",
+    Account.MARKETING_EXPENSE: "营销费用 Marketing expense",
 }
 
 
@@ -42,6 +46,7 @@ class EntryKind(StrEnum):
     DISBURSEMENT = "disbursement"
     REPAYMENT = "repayment"
     ACCRUAL = "accrual"
+    REWARD = "reward"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,4 +100,15 @@ def accrual_entry(interest_fen: int, penalty_fen: int) -> Entry | None:
         (Account.INTEREST_INCOME, -interest_fen),
         (Account.PENALTY_RECEIVABLE, penalty_fen),
         (Account.PENALTY_INCOME, -penalty_fen),
+    )
+
+
+def reward_entry(amount_fen: int) -> Entry:
+    """A red-envelope reward granted: an expense, owed to the customer until paid out through
+    the channel (the payout, Dr 2241 / Cr 1002, comes with the wallet transfer)."""
+    assert amount_fen > 0
+    return _entry(
+        EntryKind.REWARD,
+        (Account.MARKETING_EXPENSE, amount_fen),
+        (Account.REWARD_PAYABLE, -amount_fen),
     )

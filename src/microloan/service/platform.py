@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,6 +20,9 @@ from microloan.domain.line import DrawPolicy
 from microloan.errors import IdempotencyConflict, InvalidInput
 from microloan.service.clock import Now, system_now
 from microloan.settings import Settings
+
+if TYPE_CHECKING:
+    from microloan.service.providers import Providers
 from microloan.store.db import make_engine
 from microloan.store.schema import idempotency
 
@@ -47,6 +50,19 @@ class Platform:
         return cls(engine, settings, now)
 
     _vault: Vault | None = field(default=None, repr=False)
+    _providers: Providers | None = field(default=None, repr=False)
+
+    @property
+    def providers(self) -> Providers:
+        """The decision's providers; by default the simulated ones over the population file."""
+        if self._providers is None:
+            from microloan.service.providers import simulated
+
+            self._providers = simulated(self.settings.population_path)
+        return self._providers
+
+    def use_providers(self, providers: Providers) -> None:
+        self._providers = providers
 
     @property
     def vault(self) -> Vault:
