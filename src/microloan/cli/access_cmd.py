@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -15,6 +15,7 @@ from microloan.cli.model_cmd import model_app
 from microloan.errors import InvalidInput
 from microloan.service import blocking, invitations, models, onboarding, operators
 from microloan.service.platform import Platform
+from microloan.service.providers import channel_candidates
 
 onboard_app = typer.Typer(
     help="开户 Onboarding: identity, phone, cards, consents.", no_args_is_help=True
@@ -300,30 +301,10 @@ def invite_whitelist(
     world = SimulatedWorld.load(population or Path(p.settings.population_path))
     emit(
         invitations.run_whitelist(
-            p, channel, whitelist_candidates(world, channel), seed=seed, quota=quota
+            p, channel, channel_candidates(world, channel), seed=seed, quota=quota
         ),
         as_json,
     )
-
-
-def whitelist_candidates(world: Any, channel: str) -> list[invitations.Candidate]:
-    """The channel's users as its activity data describes them (the simulated channel's)."""
-    out = []
-    for row in world.rows(channel):
-        person = world.person_at(row)
-        act = world.activity_at(row, channel)
-        if act is None:
-            continue
-        out.append(
-            invitations.Candidate(
-                open_id=person.open_id(channel),
-                months_active=act.months_active,
-                active_days_90=act.active_days_90d,
-                payments_90d=act.payment_count_90d,
-                device_id=person.device_id,
-            )
-        )
-    return out
 
 
 blocked_app = typer.Typer(help="黑名单 Blocked lists.", no_args_is_help=True)

@@ -366,10 +366,10 @@ def demo_cmd(database: Database = None, as_json: AsJson = False) -> None:
     result = load_demo(p)
     with p.engine.connect() as conn:
         clock = clock_svc.read_clock(conn, p.now)
-        from microloan.store.schema import customer
+        from microloan.store.schema import credit_line
 
-        ids = [int(c) for c in conn.execute(sa.select(customer.c.customer_id)).scalars()]
-        lines = [lending.line_summary(conn, cid) for cid in ids]
+        ids = [int(c) for c in conn.execute(sa.select(credit_line.c.customer_id)).scalars()]
+        lines = [lending.line_summary(conn, cid) for cid in sorted(ids)]
     summary = {
         "demo": result,
         "clock": _clock_dict(clock),
@@ -402,10 +402,41 @@ def _print_demo(summary: dict[str, Any]) -> None:
             "是 yes" if line["overdue_blocked"] else "否 no",
         )
     console.print(table)
+    access = summary["demo"].get("access")
+    if access:
+        _print_access_demo(access)
     console.print(f"账务核对 ledger check: {'通过 ok' if summary['ledger'] else '失败 FAILED'}")
     console.print(
         "试试 Try: microloan loan show 1 · microloan payoff --loan 4 · microloan ledger check"
     )
+
+
+def _print_access_demo(access: dict[str, Any]) -> None:
+    console.print(
+        f"白名单邀请 White-list batch: {access['invited']} invited · "
+        f"评分卡 scorecard {access['model_version']} (模拟人群训练 trained on the synthetic "
+        "population)"
+    )
+    table = Table(title="授信决策 Credit decisions")
+    for col in ("客户", "结果 Outcome", "额度 Line", "日利率 Rate", "等级", "评分", "原因 Reasons"):
+        table.add_column(col)
+    for d in access["decisions"]:
+        table.add_row(
+            str(d["customer_id"]),
+            d["outcome"],
+            f"¥{d['limit']}" if d["limit"] else "—",
+            d["daily_rate"] or "—",
+            d["grade"] or "—",
+            str(d["score"] or "—"),
+            ", ".join(d["reasons"][:3]),
+        )
+    console.print(table)
+    ref = access.get("referral")
+    if ref and ref.get("customer_id"):
+        console.print(
+            f"分享邀请 Share invitation {ref['code']}: customer {ref['customer_id']} approved, "
+            "both sides rewarded (microloan invite rewards)"
+        )
 
 
 app.command("apply")(guarded(apply_cmd))

@@ -16,6 +16,7 @@ from microloan.domain.schedule import Method
 from microloan.service import autodebit, eod, lending
 from microloan.service.admin import init_db
 from microloan.service.clock import set_clock
+from microloan.service.demo_access import load_access_demo
 from microloan.service.platform import Platform
 from microloan.store.schema import customer
 
@@ -51,7 +52,13 @@ def load_demo(p: Platform) -> dict[str, Any]:
     autodebit.run_autodebit(p, _CardDeclined(ids[3]))  # Liu Yang's card is declined
     _move(p, date(2026, 11, 5))  # Liu Yang is now 4 days past due
     lending.repay(p, ids[0], None, 10_000, "demo-repay-early")
-    return {"loaded": True, "customers": ids, "loans": [loan["loan_id"] for loan in loans]}
+    access = load_access_demo(p)
+    return {
+        "loaded": True,
+        "customers": ids,
+        "loans": [loan["loan_id"] for loan in loans],
+        "access": access,
+    }
 
 
 class _CardDeclined:

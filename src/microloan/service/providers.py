@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from microloan.access.whitelist import Candidate
 from microloan.errors import MicroloanError
 from microloan.providers.ports import (
     ChannelActivityPort,
@@ -47,3 +49,23 @@ def simulated(path: str | Path) -> Providers:
         world.holder_verification,
         world.ocr,
     )
+
+
+def channel_candidates(world: Any, channel: str) -> list[Candidate]:
+    """A channel's users as its activity data describes them, for the white-list pre-screen."""
+    out = []
+    for row in world.rows(channel):
+        act = world.activity_at(row, channel)
+        if act is None:
+            continue
+        person = world.person_at(row)
+        out.append(
+            Candidate(
+                open_id=person.open_id(channel),
+                months_active=act.months_active,
+                active_days_90=act.active_days_90d,
+                payments_90d=act.payment_count_90d,
+                device_id=person.device_id,
+            )
+        )
+    return out

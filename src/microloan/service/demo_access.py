@@ -1,0 +1,138 @@
+"""The access half of the demo: a synthetic population behind the providers, two operators who
+activate the demo scorecard (maker-checker), a white-list batch, invited users onboarding and
+applying, and one share invitation that earns rewards.
+
+The demo scorecard ships in ``microloan/decisions/demo_model``: it was trained on the synthetic
+population's own history (``population generate --size 20000 --seed 1``, ``population
+history``, ``model train``) and says so in its label. It is not a model of real borrowers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from microloan.errors import MicroloanError
+from microloan.providers.simulated import SimulatedWorld
+from microloan.service import decisions, invitations, models, onboarding, operators
+from microloan.service.platform import Platform
+from microloan.service.providers import Providers, channel_candidates
+from microloan.sim import population
+from microloan.store.schema import invitation
+
+DEMO_MODEL = Path(__file__).parents[1] / "decisions" / "demo_model"
+DEMO_MODEL_LABEL = (
+    "演示模型：在模拟人群上训练（种子 1，20,000 人），不是真实借款人 · Demo scorecard trained on "
+    "the synthetic population (seed 1, 20,000 people), not on real borrowers"
+)
+DEMO_POPULATION = (5_000, 1)  # size, seed when no population file exists yet
+# demo-only operator accounts, for the embedded database; never use these anywhere else
+DEMO_OPERATORS = (("risk_maker", "风控 提议人"), ("risk_checker", "风控 复核人"))
+DEMO_PASSWORD = "demo-only-2026"
+APPLICANTS = 6
+
+
+def ensure_population(p: Platform) -> SimulatedWorld:
+    path = Path(p.settings.population_path)
+    if not path.is_file():
+        size, seed = DEMO_POPULATION
+        population.write(population.generate(size, seed), path)
+    world = SimulatedWorld.load(path)
+    p.use_providers(
+        Providers(
+            world.credit_report,
+            world.channel_activity,
+            world.device,
+            world.location,
+            world.holder_verification,
+            world.ocr,
+        )
+    )
+    return world
+
+
+def activate_demo_model(p: Platform) -> str:
+    for username, name in DEMO_OPERATORS:
+        operators.create_operator(p, username, DEMO_PASSWORD, ["risk_analyst"], display_name=name)
+    maker, checker = (operators.authenticate(p, u, DEMO_PASSWORD) for u, _ in DEMO_OPERATORS)
+    version = str(models.register(p, maker, DEMO_MODEL, label=DEMO_MODEL_LABEL)["version"])
+    proposal = models.propose_activation(p, maker, version)["proposal_id"]
+    operators.decide(p, checker, proposal, approve=True, note="demo")
+    return version
+
+
+def onboard_person(p: Platform, world: SimulatedWorld, channel: str, open_id: str) -> int:
+    """Everything an invited user does before applying, from their synthetic record."""
+    person = world.person_by_open_id(channel, open_id)
+    assert person is not None
+    place = world.location.locate(person.device_id)
+    cid = int(
+        onboarding.verify_identity(
+            p,
+            channel_code=channel,
+            open_id=open_id,
+            name=person.name,
+            id_number=person.id_number,
+            device_id=person.device_id,
+            location=None if place is None else (place.lat, place.lon),
+        )["customer_id"]
+    )
+    onboarding.set_phone(p, cid, person.phone)
+    onboarding.bind_card(p, cid, person.card_number, rail=world.holder_verification)
+    for kind in sorted(p.settings.consent_versions):
+        onboarding.grant_consent(p, cid, kind)
+    return cid
+
+
+def load_access_demo(p: Platform) -> dict[str, Any]:
+    world = ensure_population(p)
+    version = activate_demo_model(p)
+    batch = invitations.run_whitelist(
+        p, "wechat", channel_candidates(world, "wechat"), seed=1, quota=40
+    )
+    with p.engine.connect() as conn:
+        invited = [
+            str(open_id)
+            for open_id in conn.execute(
+                sa.select(invitation.c.open_id)
+                .where(invitation.c.batch_id == batch["batch_id"])
+                .order_by(invitation.c.invitation_id)
+            ).scalars()
+        ]
+    outcomes = []
+    for open_id in invited[:APPLICANTS]:
+        cid = onboard_person(p, world, "wechat", open_id)
+        outcomes.append(decisions.apply(p, cid, "wechat"))
+    referral = _share_invitation(p, world, invited, outcomes)
+    return {
+        "model_version": version,
+        "invited": batch["invited"],
+        "decisions": outcomes,
+        "referral": referral,
+    }
+
+
+def _share_invitation(
+    p: Platform, world: SimulatedWorld, invited: list[str], outcomes: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """An approved customer shares their code; a friend enters with it, onboards, applies."""
+    approved = [i for i, o in enumerate(outcomes) if o["approved"]]
+    if not approved:
+        return None
+    code = invitations.referral_code_of(p, "wechat", invited[approved[0]])
+    taken = set(invited)
+    for person in world.people("wechat"):
+        open_id = person.open_id("wechat")
+        if open_id in taken or open_id is None:
+            continue
+        try:
+            invitations.enter_with_code(p, "wechat", open_id, code, device_id=person.device_id)
+        except MicroloanError:
+            continue  # already invited, or known to the platform: try the next friend
+        cid = onboard_person(p, world, "wechat", open_id)
+        answer = decisions.apply(p, cid, "wechat")
+        if answer["approved"]:
+            return {"code": code, "customer_id": cid, "decision": answer}
+    return {"code": code, "customer_id": None, "decision": None}
