@@ -15,7 +15,7 @@ from microloan.decisions.scorecard import scaling_constants, version_of
 from microloan.providers.simulated import SimulatedWorld
 from microloan.service import models, onboarding, operators
 from microloan.service.platform import Platform
-from microloan.service.providers import Providers
+from microloan.service.providers import Providers, from_world
 from microloan.sim import population
 from microloan.sim.person import Person
 from microloan.store.schema import channel_identity, invitation
@@ -30,10 +30,7 @@ def world() -> SimulatedWorld:
 
 
 def providers(w: SimulatedWorld | None = None) -> Providers:
-    w = w or world()
-    return Providers(
-        w.credit_report, w.channel_activity, w.device, w.location, w.holder_verification, w.ocr
-    )
+    return from_world(w or world())
 
 
 def _bin(label: str, points: int, **extra: Any) -> dict[str, Any]:

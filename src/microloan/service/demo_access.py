@@ -18,7 +18,7 @@ from microloan.errors import MicroloanError
 from microloan.providers.simulated import SimulatedWorld
 from microloan.service import decisions, invitations, models, onboarding, operators
 from microloan.service.platform import Platform
-from microloan.service.providers import Providers, channel_candidates
+from microloan.service.providers import channel_candidates, from_world
 from microloan.sim import population
 from microloan.store.schema import invitation
 
@@ -40,16 +40,7 @@ def ensure_population(p: Platform) -> SimulatedWorld:
         size, seed = DEMO_POPULATION
         population.write(population.generate(size, seed), path)
     world = SimulatedWorld.load(path)
-    p.use_providers(
-        Providers(
-            world.credit_report,
-            world.channel_activity,
-            world.device,
-            world.location,
-            world.holder_verification,
-            world.ocr,
-        )
-    )
+    p.use_providers(from_world(world))
     return world
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from microloan.access.whitelist import Candidate
 from microloan.errors import MicroloanError
@@ -19,6 +19,9 @@ from microloan.providers.ports import (
     OcrPort,
 )
 
+if TYPE_CHECKING:
+    from microloan.providers.simulated import SimulatedWorld
+
 
 @dataclass(frozen=True)
 class Providers:
@@ -30,17 +33,8 @@ class Providers:
     ocr: OcrPort
 
 
-def simulated(path: str | Path) -> Providers:
-    from microloan.providers.simulated import SimulatedWorld
-
-    if not Path(path).is_file():
-        raise MicroloanError(
-            f"no synthetic population at {path}: run `microloan population generate` "
-            "(or set MICROLOAN_POPULATION_PATH)",
-            code="providers.population.missing",
-            field="population",
-        )
-    world = SimulatedWorld.load(Path(path))
+def from_world(world: SimulatedWorld) -> Providers:
+    """Every port answered by the simulated adapters over one synthetic population."""
     return Providers(
         world.credit_report,
         world.channel_activity,
@@ -51,17 +45,31 @@ def simulated(path: str | Path) -> Providers:
     )
 
 
-def channel_candidates(world: Any, channel: str) -> list[Candidate]:
+def simulated(path: str | Path) -> Providers:
+    from microloan.providers.simulated import SimulatedWorld  # numpy and polars: only when used
+
+    if not Path(path).is_file():
+        raise MicroloanError(
+            f"no synthetic population at {path}: run `microloan population generate` "
+            "(or set MICROLOAN_POPULATION_PATH)",
+            code="providers.population.missing",
+            field="population",
+        )
+    return from_world(SimulatedWorld.load(Path(path)))
+
+
+def channel_candidates(world: SimulatedWorld, channel: str) -> list[Candidate]:
     """A channel's users as its activity data describes them, for the white-list pre-screen."""
     out = []
     for row in world.rows(channel):
         act = world.activity_at(row, channel)
-        if act is None:
-            continue
         person = world.person_at(row)
+        open_id = person.open_id(channel)
+        if act is None or open_id is None:
+            continue
         out.append(
             Candidate(
-                open_id=person.open_id(channel),
+                open_id=open_id,
                 months_active=act.months_active,
                 active_days_90=act.active_days_90d,
                 payments_90d=act.payment_count_90d,
