@@ -14,6 +14,8 @@ import typer
 from rich.table import Table
 
 from microloan.cli.access_cmd import (
+    OperatorName,
+    acting,
     blocked_app,
     onboard_app,
     operator_app,
@@ -29,7 +31,7 @@ from microloan.domain.money import parse_yuan
 from microloan.domain.rates import DailyRate
 from microloan.domain.schedule import Method
 from microloan.errors import InvalidInput
-from microloan.service import admin, autodebit, eod, ledger_check, lending
+from microloan.service import admin, autodebit, eod, ledger_check, lending, line_changes
 from microloan.service import clock as clock_svc
 from microloan.service.platform import Platform
 from microloan.service.quote import quote, quote_view
@@ -223,6 +225,34 @@ def line_grant(
             _positive_id(customer, "customer"),
             parse_yuan(limit, field="limit"),
             DailyRate.parse(rate),
+        ),
+        as_json,
+    )
+
+
+@line_app.command("change")
+@guarded
+def line_change(
+    customer: Annotated[int, typer.Option(help="Customer id.")],
+    operator: OperatorName,
+    reason: Annotated[str, typer.Option(help="Why (kept with the proposal).")],
+    limit: Annotated[str | None, typer.Option(help="New limit, whole yuan.")] = None,
+    rate: Annotated[str | None, typer.Option(help="New daily rate for new draws.")] = None,
+    event: Annotated[str | None, typer.Option(help="freeze | unfreeze")] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """额度调整 Propose a line change; another operator approves it (`proposal approve`)."""
+    p = platform(database)
+    emit(
+        line_changes.propose_change(
+            p,
+            acting(p, operator),
+            _positive_id(customer, "customer"),
+            limit_fen=None if limit is None else parse_yuan(limit, field="limit"),
+            rate=None if rate is None else DailyRate.parse(rate),
+            event=event,
+            reason=reason,
         ),
         as_json,
     )

@@ -66,6 +66,13 @@ def on_approve(kind: str) -> Callable[[Handler], Handler]:
     return register
 
 
+def _handler(kind: str) -> Handler:
+    """The approval handler of a kind; the modules that register them are loaded on demand."""
+    from microloan.service import line_changes, models  # noqa: F401  (they register handlers)
+
+    return _HANDLERS[kind]
+
+
 def audit(
     conn: sa.Connection, p: Platform, op: Operator | None, action: str, subject: str, **detail: Any
 ) -> None:
@@ -227,7 +234,7 @@ def decide(
         payload = json.loads(row.payload)
         result: dict[str, Any] = {}
         if approve:
-            result = _HANDLERS[row.kind](conn, p, payload, op)
+            result = _handler(row.kind)(conn, p, payload, op)
         conn.execute(
             proposal.update()
             .where(proposal.c.proposal_id == proposal_id)
