@@ -121,13 +121,32 @@ def active_scorecard(conn: sa.Connection, channel: str) -> Scorecard:
             sa.or_(model_version.c.channel == channel, model_version.c.channel.is_(None)),
         )
     ).all()
-    if not rows:
+    version = min(rows, key=lambda r: r.channel is None).version if rows else None
+    return _parsed(conn, _require_active(channel, version))
+
+
+def serving_scorecard(p: Platform, channel: str, version: str | None) -> Scorecard:
+    """The scorecard ``version`` that serves ``channel`` (None: none is active), parsed once
+    per process: a version never changes, so only its first use reads the database."""
+    version = _require_active(channel, version)
+    card = _CACHE.get(version)
+    if card is None:
+        with p.engine.connect() as conn:
+            card = _parsed(conn, version)
+    return card
+
+
+def _require_active(channel: str, version: str | None) -> str:
+    if version is None:
         raise RuleViolation(
             f"no active scorecard for channel {channel}: register one and have it approved",
             code="model.none_active",
             field="channel",
         )
-    version = min(rows, key=lambda r: r.channel is None).version
+    return version
+
+
+def _parsed(conn: sa.Connection, version: str) -> Scorecard:
     card = _CACHE.get(version)
     if card is None:
         text = conn.execute(

@@ -57,7 +57,12 @@ def record_step(
 
 def require_channel(conn: sa.Connection, code: str) -> None:
     row = conn.execute(sa.select(channel.c.active).where(channel.c.code == code)).first()
-    if row is None or not row.active:
+    check_channel(code, None if row is None else row.active)
+
+
+def check_channel(code: str, active: bool | None) -> None:
+    """Refuses a channel that is unknown (``active`` None) or switched off."""
+    if not active:
         raise InvalidInput(f"unknown channel {code!r}", code="channel.unknown", field="channel")
 
 
@@ -232,12 +237,16 @@ def _require_identity(conn: sa.Connection, customer_id: int) -> Any:
         .where(identity.c.customer_id == customer_id)
     ).first()
     if row is None:
-        raise NotFound(
-            f"customer {customer_id} has not verified an identity",
-            code="customer.not_verified",
-            field="customer",
-        )
+        raise not_verified(customer_id)
     return row
+
+
+def not_verified(customer_id: int) -> NotFound:
+    return NotFound(
+        f"customer {customer_id} has not verified an identity",
+        code="customer.not_verified",
+        field="customer",
+    )
 
 
 def personal_data(p: Platform, conn: sa.Connection, customer_id: int) -> dict[str, Any]:
@@ -500,14 +509,19 @@ def consent_list(conn: sa.Connection, p: Platform, customer_id: int) -> dict[str
 
 
 def require_consents(conn: sa.Connection, p: Platform, customer_id: int, *kinds: str) -> None:
-    versions = p.settings.consent_versions
     for kind in kinds:
-        if live_consent(conn, customer_id, kind) != versions[kind]:
-            raise RuleViolation(
-                f"no live consent {kind} (version {versions[kind]}) from the customer",
-                code=f"consent.{kind}.missing",
-                field="consent",
-            )
+        check_consent(p, kind, live_consent(conn, customer_id, kind))
+
+
+def check_consent(p: Platform, kind: str, live_version: str | None) -> None:
+    """Refuses unless the customer's live consent of this kind is at the current version."""
+    current = p.settings.consent_versions[kind]
+    if live_version != current:
+        raise RuleViolation(
+            f"no live consent {kind} (version {current}) from the customer",
+            code=f"consent.{kind}.missing",
+            field="consent",
+        )
 
 
 def profile(p: Platform, customer_id: int) -> dict[str, Any]:
