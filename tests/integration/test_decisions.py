@@ -4,7 +4,9 @@ scorecard activated by maker-checker, onboarding, apply, manual review and re-sc
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 from microloan.domain.money import parse_yuan
 from microloan.domain.rates import DailyRate
 from microloan.errors import MicroloanError, RuleViolation
-from microloan.service import decisions, lending, models, operators
+from microloan.service import decisions, lending, models, onboarding, operators, reviews
 from microloan.service.platform import Platform
 from microloan.store.schema import (
     audit_log,
@@ -146,7 +148,7 @@ def test_shared_device_goes_to_manual_review_and_an_operator_decides(ready: Plat
     third_id = onboard(ready, c, device=shared)
     third = decisions.apply(ready, third_id, c.primary_channel)
     assert third["outcome"] == "review" and third["reasons"] == ["fraud.device.shared"]
-    queue = decisions.review_queue(ready)
+    queue = reviews.review_queue(ready)
     assert [q["customer_id"] for q in queue] == [third_id]
     assert queue[0]["id_number"].startswith(c.id_number[:4]) and "*" in queue[0]["id_number"]
 
@@ -154,13 +156,13 @@ def test_shared_device_goes_to_manual_review_and_an_operator_decides(ready: Plat
     operators.create_operator(ready, "service", PASSWORD, ["customer_service"])
     helpdesk = operators.authenticate(ready, "service", PASSWORD)
     with pytest.raises(MicroloanError) as err:
-        decisions.decide_review(ready, helpdesk, queue[0]["case_id"], approve=True)
+        reviews.decide_review(ready, helpdesk, queue[0]["case_id"], approve=True)
     assert err.value.code == "operator.forbidden"
-    done = decisions.decide_review(ready, checker, queue[0]["case_id"], approve=True, note="ok")
+    done = reviews.decide_review(ready, checker, queue[0]["case_id"], approve=True, note="ok")
     assert done["status"] == "approved" and done["decided_by"] == "checker"
     assert done["limit"] == queue[0]["proposed_limit"]
     with pytest.raises(RuleViolation):
-        decisions.decide_review(ready, checker, queue[0]["case_id"], approve=False)
+        reviews.decide_review(ready, checker, queue[0]["case_id"], approve=False)
     with ready.engine.connect() as conn:
         case = conn.execute(sa.select(review_case)).one()
         assert case.decided_by == checker.operator_id
@@ -222,7 +224,7 @@ def test_rescoring_lowers_a_delinquent_line_and_freezes_a_blocked_one(ready: Pla
                 "added_at": ready.now(),
             },
         )
-    out = decisions.rescore(ready)
+    out = reviews.rescore(ready)
     assert out["reviewed"] == 2 and out["frozen"] == 1 and out["lowered"] == 1
     with ready.engine.connect() as conn:
         lines = dict(conn.execute(sa.select(credit_line.c.customer_id, credit_line.c.status)).all())
@@ -230,5 +232,45 @@ def test_rescoring_lowers_a_delinquent_line_and_freezes_a_blocked_one(ready: Pla
         assert conn.execute(sa.select(loan.c.rate_units)).scalar_one() == before  # loans keep it
         kinds = conn.execute(sa.select(decision.c.kind)).scalars().all()
     assert kinds.count("rescore") == 2
-    again = decisions.rescore(ready)
+    again = reviews.rescore(ready)
     assert again["unchanged"] == 2  # a frozen line stays frozen; the lowered one is stable
+
+
+def test_a_declined_customer_may_apply_again_and_travel_is_measured(ready: Platform) -> None:
+    person = people(serious=True)[0]
+    cid = onboard(ready, person)
+    first = decisions.apply(ready, cid, person.primary_channel)
+    second = decisions.apply(ready, cid, person.primary_channel)
+    assert first["outcome"] == second["outcome"] == "declined"
+    record = decisions.show_decision(ready, second["decision_id"])["record"]
+    assert record["location"] is not None  # the earlier place and time were compared
+
+
+class CountingReports:
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, 0
+
+    def fetch(self, id_number: str, name: str) -> Any:
+        self.calls += 1
+        return self.inner.fetch(id_number, name)
+
+
+def test_rescoring_never_queries_the_report_without_a_live_authorisation(
+    ready: Platform,
+) -> None:
+    person = people(**CLEAN)[8]
+    cid = onboard(ready, person)
+    assert decisions.apply(ready, cid, person.primary_channel)["approved"]
+    counting = CountingReports(providers().credit_report)
+    ready.use_providers(replace(providers(), credit_report=counting))
+    reviews.rescore(ready)
+    assert counting.calls == 1
+    onboarding.withdraw_consent(ready, cid, "credit_report")
+    out = reviews.rescore(ready)
+    assert counting.calls == 1 and out["reviewed"] == 1
+    with ready.engine.connect() as conn:
+        last = conn.execute(
+            sa.select(decision.c.record).order_by(decision.c.decision_id.desc()).limit(1)
+        ).scalar_one()
+    assert json.loads(last)["report_found"] is None
+    assert json.loads(last)["inputs"]["report_status"] is None

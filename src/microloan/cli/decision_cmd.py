@@ -9,7 +9,7 @@ import typer
 from microloan.cli.access_cmd import OperatorName, acting, platform
 from microloan.cli.common import AsJson, Database, console, emit, guarded
 from microloan.errors import InvalidInput
-from microloan.service import decisions
+from microloan.service import decisions, reviews
 
 decision_app = typer.Typer(help="授信决策 Credit decisions.", no_args_is_help=True)
 review_app = typer.Typer(help="人工审核 Manual review.", no_args_is_help=True)
@@ -73,7 +73,7 @@ def review_list(
     as_json: AsJson = False,
 ) -> None:
     """审核队列 The manual review queue."""
-    emit(decisions.review_queue(platform(database), status=status), as_json)
+    emit(reviews.review_queue(platform(database), status=status), as_json)
 
 
 @review_app.command("decide")
@@ -89,7 +89,7 @@ def review_decide(
     """审核决定 Approve or decline a case (the acting operator is recorded)."""
     p = platform(database)
     emit(
-        decisions.decide_review(
+        reviews.decide_review(
             p, acting(p, operator), _id(case, "case"), approve=approve, note=note
         ),
         as_json,
@@ -102,4 +102,4 @@ def rescore_cmd(
     as_json: AsJson = False,
 ) -> None:
     """重新评分 Review every line on new behaviour: raise, lower or freeze."""
-    emit(decisions.rescore(platform(database), limit=limit), as_json)
+    emit(reviews.rescore(platform(database), limit=limit), as_json)

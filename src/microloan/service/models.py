@@ -113,18 +113,6 @@ def list_models(p: Platform) -> list[dict[str, Any]]:
     return [_view(r) for r in rows]
 
 
-def active_scorecard(conn: sa.Connection, channel: str) -> Scorecard:
-    """The channel's own active scorecard, else the active one for every channel."""
-    rows = conn.execute(
-        sa.select(model_version.c.version, model_version.c.channel).where(
-            model_version.c.status == "active",
-            sa.or_(model_version.c.channel == channel, model_version.c.channel.is_(None)),
-        )
-    ).all()
-    version = min(rows, key=lambda r: r.channel is None).version if rows else None
-    return _parsed(conn, _require_active(channel, version))
-
-
 def serving_scorecard(p: Platform, channel: str, version: str | None) -> Scorecard:
     """The scorecard ``version`` that serves ``channel`` (None: none is active), parsed once
     per process: a version never changes, so only its first use reads the database."""
