@@ -437,7 +437,8 @@ def _print_demo(summary: dict[str, Any]) -> None:
         _print_access_demo(access)
     console.print(f"账务核对 ledger check: {'通过 ok' if summary['ledger'] else '失败 FAILED'}")
     console.print(
-        "试试 Try: microloan loan show 1 · microloan payoff --loan 4 · microloan ledger check"
+        "试试 Try: microloan loan show 1 · microloan payoff --loan 4 · microloan ledger check · "
+        "microloan decision show 1 · microloan invite rewards · microloan onboard show --customer 5"
     )
 
 
