@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
 import multiprocessing as mp
 import os
-import pstats
 import sqlite3
 import sys
 import tempfile
@@ -58,6 +56,7 @@ from draw_repay_bench import (
     _cpu_by_group,
     _cpu_delta,
     _cpu_times,
+    _dump_profile,
     fresh_sqlite,
     sa_url_database,
 )
@@ -699,13 +698,6 @@ def _apply_phase(
         outcomes[out["outcome"]] += 1
     rec.cpu_s = time.process_time() - cpu0
     return rec, outcomes
-
-
-def _dump_profile(profiler: cProfile.Profile, path: Path) -> None:
-    profiler.dump_stats(str(path))
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
-    print(out.getvalue(), file=sys.stderr)
 
 
 def apply_phase(

@@ -828,7 +828,7 @@ def db(p: Platform, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         opened.append(Platform.connect(database, now=p.now))
         return opened[-1]
 
-    monkeypatch.setattr(cmd, "_platform", connect)
+    monkeypatch.setattr(cmd, "platform", connect)
     yield p.engine.url.render_as_string(hide_password=False)
     for made in opened:
         made.engine.dispose()

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from microloan.cli.common import AsJson, Database, emit, guarded
+from microloan.cli.common import AsJson, Database, emit, guarded, platform, positive_id
 from microloan.cli.invite_cmd import invite_app
 from microloan.cli.model_cmd import model_app
 from microloan.errors import InvalidInput
@@ -33,21 +33,11 @@ OperatorName = Annotated[
 ]
 
 
-def platform(database: str | None) -> Platform:
-    return Platform.connect(database)
-
-
 def acting(p: Platform, username: str) -> operators.Operator:
     password = os.environ.get("MICROLOAN_OPERATOR_PASSWORD")
     if password is None:
         password = typer.prompt(f"密码 Password for {username}", hide_input=True)
     return operators.authenticate(p, username, password)
-
-
-def _id(value: int, field: str) -> int:
-    if value <= 0:
-        raise InvalidInput("must be a positive id", field=field)
-    return value
 
 
 Customer = Annotated[int, typer.Option("--customer", help="Customer id.")]
@@ -108,7 +98,9 @@ def onboard_phone(
     as_json: AsJson = False,
 ) -> None:
     """手机号 Step 2: the mobile number."""
-    emit(onboarding.set_phone(platform(database), _id(customer, "customer"), phone), as_json)
+    emit(
+        onboarding.set_phone(platform(database), positive_id(customer, "customer"), phone), as_json
+    )
 
 
 @onboard_app.command("card-bind")
@@ -125,7 +117,7 @@ def card_bind(
     emit(
         onboarding.bind_card(
             p,
-            _id(customer, "customer"),
+            positive_id(customer, "customer"),
             card_number,
             rail=p.providers.holder_verification,
             make_default=default,
@@ -145,7 +137,7 @@ def card_default(
     """默认卡 Choose the default (auto-debit) card."""
     emit(
         onboarding.set_default_card(
-            platform(database), _id(customer, "customer"), _id(card, "card")
+            platform(database), positive_id(customer, "customer"), positive_id(card, "card")
         ),
         as_json,
     )
@@ -161,7 +153,9 @@ def card_unbind(
 ) -> None:
     """解绑 Unbind a card (refused for the default card while a live loan debits it)."""
     emit(
-        onboarding.unbind_card(platform(database), _id(customer, "customer"), _id(card, "card")),
+        onboarding.unbind_card(
+            platform(database), positive_id(customer, "customer"), positive_id(card, "card")
+        ),
         as_json,
     )
 
@@ -178,7 +172,7 @@ def consent_grant(
 ) -> None:
     """授权 Step 4: grant (or withdraw) one separate, versioned consent."""
     p = platform(database)
-    cid = _id(customer, "customer")
+    cid = positive_id(customer, "customer")
     if withdraw:
         emit(onboarding.withdraw_consent(p, cid, kind), as_json)
     else:
@@ -189,7 +183,7 @@ def consent_grant(
 @guarded
 def onboard_show(customer: Customer, database: Database = None, as_json: AsJson = False) -> None:
     """客户资料 What onboarding recorded (masked)."""
-    emit(onboarding.profile(platform(database), _id(customer, "customer")), as_json)
+    emit(onboarding.profile(platform(database), positive_id(customer, "customer")), as_json)
 
 
 @operator_app.command("add")
@@ -243,7 +237,9 @@ def proposal_approve(
     p = platform(database)
     op = acting(p, operator)
     emit(
-        operators.decide(p, op, _id(proposal_id, "proposal"), approve=not reject, note=note),
+        operators.decide(
+            p, op, positive_id(proposal_id, "proposal"), approve=not reject, note=note
+        ),
         as_json,
     )
 

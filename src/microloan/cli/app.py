@@ -21,7 +21,16 @@ from microloan.cli.access_cmd import (
     operator_app,
     proposal_app,
 )
-from microloan.cli.common import AsJson, Database, console, emit, err_console, guarded
+from microloan.cli.common import (
+    AsJson,
+    Database,
+    console,
+    emit,
+    err_console,
+    guarded,
+    platform,
+    positive_id,
+)
 from microloan.cli.decision_cmd import apply_cmd, decision_app, rescore_cmd, review_app
 from microloan.cli.invite_cmd import invite_app
 from microloan.cli.model_cmd import model_app
@@ -30,10 +39,8 @@ from microloan.domain.calendar import parse_date
 from microloan.domain.money import parse_yuan
 from microloan.domain.rates import DailyRate
 from microloan.domain.schedule import Method
-from microloan.errors import InvalidInput
 from microloan.service import admin, autodebit, eod, ledger_check, lending, line_changes
 from microloan.service import clock as clock_svc
-from microloan.service.platform import Platform
 from microloan.service.quote import quote, quote_view
 
 app = typer.Typer(
@@ -70,18 +77,8 @@ for sub, name in (
     app.add_typer(sub, name=name)
 
 
-def platform(database: str | None) -> Platform:
-    return Platform.connect(database)
-
-
 def _method(text: str) -> Method:
     return Method.parse(text)
-
-
-def _positive_id(value: int, field: str) -> int:
-    if value <= 0:
-        raise InvalidInput("must be a positive id", field=field)
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,7 +219,7 @@ def line_grant(
     emit(
         lending.grant_line(
             platform(database),
-            _positive_id(customer, "customer"),
+            positive_id(customer, "customer"),
             parse_yuan(limit, field="limit"),
             DailyRate.parse(rate),
         ),
@@ -248,7 +245,7 @@ def line_change(
         line_changes.propose_change(
             p,
             acting(p, operator),
-            _positive_id(customer, "customer"),
+            positive_id(customer, "customer"),
             limit_fen=None if limit is None else parse_yuan(limit, field="limit"),
             rate=None if rate is None else DailyRate.parse(rate),
             event=event,
@@ -288,7 +285,7 @@ def draw_cmd(
     emit(
         lending.draw(
             platform(database),
-            _positive_id(customer, "customer"),
+            positive_id(customer, "customer"),
             parse_yuan(amount, field="amount"),
             term,
             _method(method),
@@ -309,11 +306,11 @@ def repay_cmd(
     as_json: AsJson = False,
 ) -> None:
     """还款 Repay one loan, or all of them in the rulebook's order."""
-    loan_id = _positive_id(loan, "loan") if loan is not None else None
+    loan_id = positive_id(loan, "loan") if loan is not None else None
     emit(
         lending.repay(
             platform(database),
-            _positive_id(customer, "customer"),
+            positive_id(customer, "customer"),
             loan_id,
             parse_yuan(amount, field="amount"),
             key,
@@ -330,7 +327,7 @@ def payoff_cmd(
     as_json: AsJson = False,
 ) -> None:
     """结清金额 What clears the loan at the open business date."""
-    emit(lending.payoff(platform(database), _positive_id(loan, "loan")), as_json)
+    emit(lending.payoff(platform(database), positive_id(loan, "loan")), as_json)
 
 
 @loan_app.command("show")
@@ -341,7 +338,7 @@ def loan_show(
     as_json: AsJson = False,
 ) -> None:
     """借款详情 A loan with its live schedule, DPD and payoff."""
-    emit(lending.show_loan(platform(database), _positive_id(loan_id, "loan")), as_json)
+    emit(lending.show_loan(platform(database), positive_id(loan_id, "loan")), as_json)
 
 
 @eod_app.callback()

@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from microloan.errors import MicroloanError
+from microloan.errors import InvalidInput, MicroloanError
+from microloan.service.platform import Platform
 
 console = Console()
 err_console = Console(stderr=True)
@@ -60,3 +61,14 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
         sys.stdout.write("\n")
     else:
         human(data)
+
+
+def platform(database: str | None) -> Platform:
+    """The platform at ``--database`` (default: the configured one)."""
+    return Platform.connect(database)
+
+
+def positive_id(value: int, field: str) -> int:
+    if value <= 0:
+        raise InvalidInput("must be a positive id", field=field)
+    return value

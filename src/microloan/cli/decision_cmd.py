@@ -6,19 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from microloan.cli.access_cmd import OperatorName, acting, platform
-from microloan.cli.common import AsJson, Database, console, emit, guarded
-from microloan.errors import InvalidInput
+from microloan.cli.access_cmd import OperatorName, acting
+from microloan.cli.common import AsJson, Database, console, emit, guarded, platform, positive_id
 from microloan.service import decisions, reviews
 
 decision_app = typer.Typer(help="授信决策 Credit decisions.", no_args_is_help=True)
 review_app = typer.Typer(help="人工审核 Manual review.", no_args_is_help=True)
-
-
-def _id(value: int, field: str) -> int:
-    if value <= 0:
-        raise InvalidInput("must be a positive id", field=field)
-    return value
 
 
 def apply_cmd(
@@ -32,7 +25,9 @@ def apply_cmd(
 ) -> None:
     """申请额度 Apply: decide a line and a daily rate (knock-outs, scorecard, fraud, policy)."""
     emit(
-        decisions.apply(platform(database), _id(customer, "customer"), channel, device_id=device),
+        decisions.apply(
+            platform(database), positive_id(customer, "customer"), channel, device_id=device
+        ),
         as_json,
         _print_decision,
     )
@@ -62,7 +57,7 @@ def decision_show(
     as_json: AsJson = False,
 ) -> None:
     """决策记录 A stored decision: inputs, model version, points, reasons, signals."""
-    emit(decisions.show_decision(platform(database), _id(decision_id, "decision")), as_json)
+    emit(decisions.show_decision(platform(database), positive_id(decision_id, "decision")), as_json)
 
 
 @review_app.command("list")
@@ -90,7 +85,7 @@ def review_decide(
     p = platform(database)
     emit(
         reviews.decide_review(
-            p, acting(p, operator), _id(case, "case"), approve=approve, note=note
+            p, acting(p, operator), positive_id(case, "case"), approve=approve, note=note
         ),
         as_json,
     )

@@ -11,11 +11,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from microloan.cli.common import AsJson, Database, console, emit, guarded
+from microloan.cli.common import AsJson, Database, console, emit, guarded, platform
 from microloan.domain.calendar import parse_date
 from microloan.errors import InvalidInput
 from microloan.service import invitations
-from microloan.service.platform import Platform
 
 invite_app = typer.Typer(help="邀请 Invitations.", no_args_is_help=True)
 
@@ -23,15 +22,11 @@ Channel = Annotated[str, typer.Option("--channel", help="Channel code, e.g. wech
 OpenId = Annotated[str, typer.Option("--open-id", help="The user's open id in the channel.")]
 
 
-def _platform(database: str | None) -> Platform:
-    return Platform.connect(database)
-
-
 @invite_app.command("channels")
 @guarded
 def channels_cmd(database: Database = None, as_json: AsJson = False) -> None:
     """渠道 List the channels and their daily invitation quotas."""
-    emit(invitations.list_channels(_platform(database)), as_json, _print_channels)
+    emit(invitations.list_channels(platform(database)), as_json, _print_channels)
 
 
 def _print_channels(rows: list[dict[str, Any]]) -> None:
@@ -59,7 +54,7 @@ def channel_add_cmd(
     as_json: AsJson = False,
 ) -> None:
     """新增渠道 Add a channel (configuration, not code)."""
-    emit(invitations.add_channel(_platform(database), code, name_zh, name_en, quota), as_json)
+    emit(invitations.add_channel(platform(database), code, name_zh, name_en, quota), as_json)
 
 
 @invite_app.command("check")
@@ -70,7 +65,7 @@ def check_cmd(
     as_json: AsJson = False,
 ) -> None:
     """验证邀请码 Is this invitation official? (Opening is free; never pay anyone to open.)"""
-    emit(invitations.check_code(_platform(database), code), as_json, _print_check)
+    emit(invitations.check_code(platform(database), code), as_json, _print_check)
 
 
 def _print_check(answer: dict[str, Any]) -> None:
@@ -86,7 +81,7 @@ def code_cmd(
     channel: Channel, open_id: OpenId, database: Database = None, as_json: AsJson = False
 ) -> None:
     """我的邀请码 An invited user's personal invitation code."""
-    found = invitations.referral_code_of(_platform(database), channel, open_id)
+    found = invitations.referral_code_of(platform(database), channel, open_id)
     emit({"channel": channel, "open_id": open_id, "referral_code": found}, as_json)
 
 
@@ -102,7 +97,7 @@ def enter_cmd(
 ) -> None:
     """凭码进入 A new user enters through an invitation code and becomes invited."""
     emit(
-        invitations.enter_with_code(_platform(database), channel, open_id, code, device_id=device),
+        invitations.enter_with_code(platform(database), channel, open_id, code, device_id=device),
         as_json,
     )
 
@@ -121,7 +116,7 @@ def list_cmd(
     """邀请记录 Batches and invitations of a channel on a business date."""
     day = parse_date(date_, field="date") if date_ else None
     emit(
-        invitations.list_invitations(_platform(database), channel, day, limit=limit),
+        invitations.list_invitations(platform(database), channel, day, limit=limit),
         as_json,
         _print_invitations,
     )
@@ -160,4 +155,4 @@ def rewards_cmd(
     """红包奖励 Rewards booked for share invitations."""
     if customer is not None and customer <= 0:
         raise InvalidInput("must be a positive id", field="customer")
-    emit(invitations.list_rewards(_platform(database), customer, limit=limit), as_json)
+    emit(invitations.list_rewards(platform(database), customer, limit=limit), as_json)
