@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     min_limit_fen: int = 50_000
     max_limit_fen: int = 20_000_000
     autodebit_retries: int = 2
+    reminder_days: tuple[int, ...] = (3, 1)  # reminders this many days before a due date
+    eod_chunk: int = 20_000  # loans per end-of-day chunk (a customer's loans stay together)
 
     # personal data at rest: a base64 key of 32 bytes, or a file holding one. On the embedded
     # SQLite default the file is created on first use; elsewhere a key must be configured.

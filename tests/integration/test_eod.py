@@ -381,7 +381,7 @@ class Crash(RuntimeError):
 def test_a_crash_half_way_then_a_rerun_gives_the_books_of_a_clean_run(
     make_platform: MakePlatform, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    monkeypatch.setattr(eod, "CHUNK", 2)
+    monkeypatch.setattr(eod, "CHUNK", 1)  # chunks of customers: (甲: 1, 4), (乙: 2, 5), (丙: 3)
     clean, crashed = make_platform(), make_platform()
     _five_loans(clean)
     eod.run_eod(clean)
@@ -391,11 +391,11 @@ def test_a_crash_half_way_then_a_rerun_gives_the_books_of_a_clean_run(
     real_chunk, real_finish = eod._close_chunk, eod._finish
     chunks: list[date] = []
 
-    def chunk_then_crash(conn: Any, d: date, p: Platform, result: Any) -> int:
+    def chunk_then_crash(conn: Any, d: date, *args: Any) -> Any:
         chunks.append(d)
         if where == "after-first-chunk" and chunks.count(crash_on) == 2:
             raise Crash("killed after the first chunk of the date was committed")
-        return real_chunk(conn, d, p, result)
+        return real_chunk(conn, d, *args)
 
     def finish_then_crash(conn: Any, d: date, *args: Any) -> bool:
         if where == "before-closing-the-date" and d == crash_on:

@@ -315,3 +315,35 @@ def installment_amount_fen(state: LoanState) -> int | None:
     if not future:
         return None
     return annuity_fen(sum(i.principal_left_fen for i in future), state.rate.units, len(future))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotView:
+    """What the next day's accrual needs from a state, without its installments.
+
+    Day t+1 charges interest on ``performing_fen`` (principal of periods due after t) and
+    penalty on ``overdue_fen`` (principal and interest left of periods due on or before t);
+    ``next_due`` is the due date of the period still accruing, ``overdue_since`` the earliest
+    passed due date with something unpaid (DPD at t+1 = t+1 − it)."""
+
+    performing_fen: int
+    overdue_fen: int
+    next_due: date | None
+    overdue_since: date | None
+    principal_fen: int
+
+
+def snapshot_view(state: LoanState) -> SnapshotView:
+    idx = state.open_period_index()
+    split = len(state.installments) if idx is None else idx
+    past = state.installments[:split]
+    since = next(
+        (i.due_date for i in past if i.principal_left_fen > 0 or i.interest_left_fen() > 0), None
+    )
+    return SnapshotView(
+        performing_fen=sum(i.principal_left_fen for i in state.installments[split:]),
+        overdue_fen=sum(i.principal_left_fen + i.interest_left_fen() for i in past),
+        next_due=None if idx is None else state.installments[idx].due_date,
+        overdue_since=since,
+        principal_fen=state.principal_outstanding_fen,
+    )

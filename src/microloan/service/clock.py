@@ -19,6 +19,10 @@ from microloan.errors import ClockRefused, MicroloanError
 from microloan.store.schema import business_clock, loan, repayment
 
 SHANGHAI = ZoneInfo(BUSINESS_TZ)
+# PostgreSQL advisory lock: every transaction that moves money on the open date holds it shared
+# (taken in the statement that reads the clock); the end of day takes it exclusive before it
+# starts a date, so it never begins while a repayment that read the previous date is in flight
+DATE_LOCK = 7_240_001
 Now = Callable[[], datetime]
 
 
@@ -111,10 +115,12 @@ def clock_view(mode: str, open_date: date, last_closed: date | None, now: Now) -
     return ClockView(mode, open_date, last_closed)
 
 
-def clock_columns() -> list[sa.Label[Any]]:
-    """The clock's columns as scalar subqueries, to ride along with another query."""
+def clock_columns(*, guard: bool = False) -> list[sa.Label[Any]]:
+    """The clock's columns as scalar subqueries, to ride along with another query; ``guard``
+    (PostgreSQL) also takes :data:`DATE_LOCK` shared for the rest of the transaction."""
     one = business_clock.c.id == 1
-    return [
+    lock = [sa.func.pg_advisory_xact_lock_shared(sa.literal(DATE_LOCK)).label("date_guard")]
+    return (lock if guard else []) + [
         sa.select(business_clock.c.mode).where(one).scalar_subquery().label("clock_mode"),
         sa.select(business_clock.c.open_date).where(one).scalar_subquery().label("clock_open"),
         sa.select(business_clock.c.last_closed_date)

@@ -8,7 +8,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from microloan.domain import loan as L
-from microloan.domain.books import PLATFORM_BOOK, disbursement_entry, repayment_entry
+from microloan.domain.books import (
+    PLATFORM_BOOK,
+    disbursement_entry,
+    off_balance_split,
+    repayment_entry,
+)
 from microloan.domain.line import (
     LineStatus,
     LineView,
@@ -144,21 +149,27 @@ def _require_customer(conn: sa.Connection, customer_id: int) -> None:
 
 # Hot statements are built once; SQLAlchemy then reuses their compiled form.
 _OPEN_DATE = sa.select(business_clock.c.open_date).where(business_clock.c.id == 1).scalar_subquery()
-_DRAW_LINE = (
-    sa.select(
-        credit_line,
-        *clock_columns(),
-        sa.exists()
-        .where(
-            loan.c.customer_id == sa.bindparam("cid"),
-            loan.c.status == LoanStatus.OPEN.value,
-            loan.c.earliest_unpaid_due < _OPEN_DATE,
+
+
+def _draw_line(guard: bool) -> sa.Select[Any]:
+    return (
+        sa.select(
+            credit_line,
+            *clock_columns(guard=guard),
+            sa.exists()
+            .where(
+                loan.c.customer_id == sa.bindparam("cid"),
+                loan.c.status == LoanStatus.OPEN.value,
+                loan.c.earliest_unpaid_due < _OPEN_DATE,
+            )
+            .label("overdue"),
         )
-        .label("overdue"),
+        .where(credit_line.c.customer_id == sa.bindparam("cid"))
+        .with_for_update(of=credit_line)
     )
-    .where(credit_line.c.customer_id == sa.bindparam("cid"))
-    .with_for_update(of=credit_line)
-)
+
+
+_DRAW_LINE = {False: _draw_line(False), True: _draw_line(True)}
 _LINE_DRAWN = (
     credit_line.update()
     .where(credit_line.c.customer_id == sa.bindparam("cid"))
@@ -170,7 +181,7 @@ _LINE_DRAWN = (
     )
 )
 _INSERT_LOAN = loan.insert().returning(loan.c.loan_id)
-_CLOCK = sa.select(*clock_columns())
+_CLOCK = {False: sa.select(*clock_columns()), True: sa.select(*clock_columns(guard=True))}
 _LOANS_OF = sa.select(*repo.LOAN_COLUMNS).where(loan.c.customer_id == sa.bindparam("cid"))
 _LOCK_LOAN = _LOANS_OF.where(loan.c.loan_id == sa.bindparam("lid")).with_for_update()
 _LOCK_OPEN_LOANS = (
@@ -219,7 +230,7 @@ def draw(
         if prior is not None:
             return dict(prior)
         # one round trip: the line (locked), the clock and the overdue block
-        line = conn.execute(_DRAW_LINE, {"cid": customer_id}).one_or_none()
+        line = conn.execute(_DRAW_LINE[p.is_postgres], {"cid": customer_id}).one_or_none()
         if line is None:
             _require_customer(conn, customer_id)
             raise NotFound(
@@ -272,6 +283,7 @@ def draw(
                     "penalty_booked_fen": 0,
                     "dpd": 0,
                     **repo.snapshot_columns(state),
+                    **repo.eod_columns(state),
                 },
             ).scalar_one()
         )
@@ -329,12 +341,13 @@ def repay(
         prior = claim_key(conn, key, customer_id, "repay", digest, p.now())
         if prior is not None:
             return dict(prior)
-        head = conn.execute(_CLOCK).one()
+        head = conn.execute(_CLOCK[p.is_postgres]).one()
         if head.clock_mode is None:
             read_clock(conn, p.now)  # raises "not initialised"
         today = clock_view(head.clock_mode, head.clock_open, head.clock_closed, p.now).open_date
         rows = _lock_open_loans(conn, customer_id, loan_id)
-        states = repo.live_states(conn, rows)
+        lives = repo.live(conn, rows)
+        states = {lid: state for lid, (state, _pending) in lives.items()}
         payoffs = {lid: L.payoff(s, today).total_fen for lid, s in states.items()}
         total = sum(payoffs.values())
         if amount_fen > total:
@@ -354,7 +367,7 @@ def repay(
             )
         by_id = {r.loan_id: r for r in rows}
         parts = [
-            _apply_repayment(p, conn, by_id[lid], states[lid], today, share, key, source)
+            _apply_repayment(p, conn, by_id[lid], lives[lid], today, share, key, source)
             for lid, share in sorted(shares.items())
         ]
         _update_line(conn, customer_id, today, p, parts)
@@ -400,13 +413,23 @@ def _apply_repayment(
     p: Platform,
     conn: sa.Connection,
     row: Any,
-    state: L.LoanState,
+    live: tuple[L.LoanState, list[repo.StoredRepayment]],
     today: date,
     amount_fen: int,
     key: str,
     source: str,
 ) -> dict[str, Any]:
+    state, pending = live
     new_state, alloc = L.repay(state, today, amount_fen)
+    on_interest, on_penalty = repo.on_balance_now(row, pending)
+    written_off = row.written_off_on is not None
+    off = off_balance_split(
+        alloc,
+        non_accrual=bool(row.non_accrual),
+        written_off=written_off,
+        interest_on_balance_fen=on_interest,
+        penalty_on_balance_fen=on_penalty,
+    )
     now = p.now()
     conn.execute(
         _INSERT_REPAYMENT,
@@ -422,11 +445,14 @@ def _apply_repayment(
             "idempotency_key": key,
             "source": source,
             "created_at": now,
+            "off_interest_fen": off.interest_fen,
+            "off_penalty_fen": off.penalty_fen,
+            "off_principal_fen": off.principal_fen,
         },
     )
     post(
         conn,
-        repayment_entry(alloc),
+        repayment_entry(alloc, off, written_off=written_off),
         book=row.book_id,
         business_date=today,
         reference=f"repay:{key}",

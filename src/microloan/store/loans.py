@@ -34,6 +34,9 @@ class StoredRepayment:
     interest_fen: int
     principal_fen: int
     prepaid_fen: int
+    off_interest_fen: int = 0
+    off_penalty_fen: int = 0
+    off_principal_fen: int = 0
 
 
 def snapshot_state(row: Any, installments: Sequence[Any]) -> L.LoanState:
@@ -123,6 +126,9 @@ def load_repayments(
         repayment.c.interest_fen,
         repayment.c.principal_fen,
         repayment.c.prepaid_fen,
+        repayment.c.off_interest_fen,
+        repayment.c.off_penalty_fen,
+        repayment.c.off_principal_fen,
     ).where(repayment.c.loan_id.in_(ids))
     if on is not None:
         stmt = stmt.where(repayment.c.business_date == on)
@@ -152,10 +158,38 @@ def replay(state: L.LoanState, repayments: Iterable[StoredRepayment]) -> L.LoanS
 
 def live_states(conn: sa.Connection, rows: Sequence[Any]) -> dict[int, L.LoanState]:
     """Each loan's state with every repayment applied (snapshot + repayments after it)."""
+    return {lid: state for lid, (state, _pending) in live(conn, rows).items()}
+
+
+def live(
+    conn: sa.Connection, rows: Sequence[Any]
+) -> dict[int, tuple[L.LoanState, list[StoredRepayment]]]:
+    """Each loan's live state, and the repayments dated after its snapshot."""
     ids = [r.loan_id for r in rows]
     insts = load_installments(conn, ids)
     pending = load_repayments(conn, ids, after={r.loan_id: r.closed_through for r in rows})
+    out = {}
+    for r in rows:
+        mine = pending.get(r.loan_id, [])
+        out[r.loan_id] = (replay(snapshot_state(r, insts[r.loan_id]), mine), mine)
+    return out
+
+
+def on_balance_now(row: Any, pending: Sequence[StoredRepayment]) -> tuple[int, int]:
+    """Interest and penalty receivable on balance now: the snapshot's, less what repayments
+    since took from the balance sheet (the day's accrual is booked only at its close)."""
+    interest = row.interest_recv_fen - sum(rp.interest_fen - rp.off_interest_fen for rp in pending)
+    penalty = row.penalty_recv_fen - sum(rp.penalty_fen - rp.off_penalty_fen for rp in pending)
+    return interest, penalty
+
+
+def eod_columns(state: L.LoanState) -> dict[str, Any]:
+    """The end of day's per-loan columns of a state (see ``LoanState`` and ``snapshot_view``)."""
+    view = L.snapshot_view(state)
     return {
-        r.loan_id: replay(snapshot_state(r, insts[r.loan_id]), pending.get(r.loan_id, ()))
-        for r in rows
+        "perf_fen": view.performing_fen,
+        "over_fen": view.overdue_fen,
+        "next_due": view.next_due,
+        "over_since": view.overdue_since,
+        "snap_principal_fen": view.principal_fen,
     }

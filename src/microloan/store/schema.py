@@ -93,6 +93,21 @@ loan = sa.Table(
     sa.Column("interest_booked_fen", Fen, nullable=False),
     sa.Column("penalty_booked_fen", Fen, nullable=False),
     sa.Column("dpd", sa.Integer, nullable=False),
+    # the end of day's columns as of closed_through (servicing §1, lending rules §7): what the
+    # next day's accrual needs without reading installments, and the loan's books
+    sa.Column("perf_fen", Fen, nullable=False, server_default="0"),  # principal not yet due
+    sa.Column("over_fen", Fen, nullable=False, server_default="0"),  # overdue principal+interest
+    sa.Column("next_due", sa.Date),  # due date of the period still accruing
+    sa.Column("over_since", sa.Date),  # earliest passed due date with something unpaid
+    sa.Column("snap_principal_fen", Fen, nullable=False, server_default="0"),
+    sa.Column("interest_recv_fen", Fen, nullable=False, server_default="0"),  # on balance
+    sa.Column("penalty_recv_fen", Fen, nullable=False, server_default="0"),
+    sa.Column("interest_memo_fen", Fen, nullable=False, server_default="0"),  # off balance
+    sa.Column("penalty_memo_fen", Fen, nullable=False, server_default="0"),
+    sa.Column("non_accrual", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("tier", sa.String(16), nullable=False, server_default="normal"),
+    # set by an approved write-off (lending rules §7); the loan stays open and is collected
+    sa.Column("written_off_on", sa.Date),
     sa.Index("ix_loan_customer_status", "customer_id", "status"),
     sa.Index("ix_loan_closed_through", "closed_through", "status"),
     sa.Index("ix_loan_drawn_on", "drawn_on"),
@@ -126,6 +141,10 @@ repayment = sa.Table(
     sa.Column("idempotency_key", sa.String(128), nullable=False),
     sa.Column("source", sa.String(16), nullable=False),  # borrower | autodebit
     sa.Column("created_at", TS, nullable=False),
+    # parts taken from off-balance amounts (non-accrual memo, written-off loan): income when paid
+    sa.Column("off_interest_fen", Fen, nullable=False, server_default="0"),
+    sa.Column("off_penalty_fen", Fen, nullable=False, server_default="0"),
+    sa.Column("off_principal_fen", Fen, nullable=False, server_default="0"),
     sa.Index("ix_repayment_loan_date", "loan_id", "business_date"),
     sa.Index("ix_repayment_date", "business_date"),
 )
@@ -176,8 +195,10 @@ accrual = sa.Table(
     sa.Column("customer_id", Id, nullable=False),
     sa.Column("book_id", Id, nullable=False),
     sa.Column("entry_id", Id, sa.ForeignKey("journal_entry.entry_id"), nullable=False),
-    sa.Column("interest_fen", Fen, nullable=False),
+    sa.Column("interest_fen", Fen, nullable=False),  # on balance (income)
     sa.Column("penalty_fen", Fen, nullable=False),
+    sa.Column("off_interest_fen", Fen, nullable=False, server_default="0"),  # memo accounts
+    sa.Column("off_penalty_fen", Fen, nullable=False, server_default="0"),
     sa.Index("ix_accrual_date", "business_date"),
 )
 
@@ -194,6 +215,125 @@ eod_run = sa.Table(
     sa.Column("penalty_fen", Fen, nullable=False),
     sa.Column("overdue_loans", sa.Integer, nullable=False),
     sa.Column("blocked_lines", sa.Integer, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("step", sa.String(24), nullable=False, server_default="accrual"),
+    sa.Column("chunks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("non_accrual_loans", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("write_off_candidates", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("provision_fen", Fen, nullable=False, server_default="0"),  # change booked
+    sa.Column("reminders_due", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("reconciled", sa.Boolean),
+    sa.Column("mismatches", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("detail", sa.Text),  # JSON: steps with their seconds
+)
+
+# one row per end-of-day chunk, written in the chunk's transaction: the day's figures are their
+# sum, so a run that crashed half way and was run again still counts every loan exactly once
+eod_chunk = sa.Table(
+    "eod_chunk",
+    metadata,
+    sa.Column("chunk_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("book_id", Id, nullable=False),
+    sa.Column("figures", sa.Text, nullable=False),  # JSON of integer sums
+    sa.Index("ix_eod_chunk_date", "business_date"),
+)
+
+# the day's portfolio figures per book (lending rules §7); ratios as exact decimal text
+portfolio_day = sa.Table(
+    "portfolio_day",
+    metadata,
+    sa.Column("business_date", sa.Date, primary_key=True),
+    sa.Column("book_id", Id, primary_key=True),
+    sa.Column("figures", sa.Text, nullable=False),  # JSON: sums in fen, counts, ratios
+    sa.Column("npl_ratio", sa.String(16), nullable=False),
+    sa.Column("provision_coverage", sa.String(16), nullable=False),
+    sa.Column("loan_provision_ratio", sa.String(16), nullable=False),
+)
+
+# balance of each ledger account per book at the end of each closed date (incremental check)
+gl_day = sa.Table(
+    "gl_day",
+    metadata,
+    sa.Column("book_id", Id, primary_key=True),
+    sa.Column("account", sa.String(8), primary_key=True),
+    sa.Column("business_date", sa.Date, primary_key=True),
+    sa.Column("balance_fen", Fen, nullable=False),
+)
+
+# every difference the end of day's reconciliations found (loans vs books, rail vs books)
+recon_issue = sa.Table(
+    "recon_issue",
+    metadata,
+    sa.Column("issue_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),  # books | loan | rail
+    sa.Column("book_id", Id),
+    sa.Column("account", sa.String(8)),
+    sa.Column("loan_id", Id),
+    sa.Column("reference", sa.String(160)),
+    sa.Column("expected_fen", Fen),
+    sa.Column("actual_fen", Fen),
+    sa.Column("detail", sa.String(300), nullable=False),
+    sa.Index("ix_recon_issue_date", "business_date"),
+)
+
+# an approved write-off (lending rules §7): what left the balance sheet against the allowance
+write_off = sa.Table(
+    "write_off",
+    metadata,
+    sa.Column("loan_id", Id, sa.ForeignKey("loan.loan_id"), primary_key=True),
+    sa.Column("customer_id", Id, nullable=False),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("principal_fen", Fen, nullable=False),
+    sa.Column("interest_fen", Fen, nullable=False),
+    sa.Column("penalty_fen", Fen, nullable=False),
+    sa.Column("proposal_id", Id, nullable=False),
+    sa.Column("entry_id", Id, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_write_off_date", "business_date"),
+)
+
+# money through the payment rail (servicing §2): one row per transfer the platform asked for,
+# keyed by its idempotency key; ``unknown`` after a timeout until the rail is asked
+payment = sa.Table(
+    "payment",
+    metadata,
+    sa.Column("payment_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(128), nullable=False, unique=True),
+    sa.Column("kind", sa.String(12), nullable=False),  # disburse | debit
+    sa.Column("customer_id", Id, nullable=False),
+    sa.Column("loan_id", Id),
+    sa.Column("amount_fen", Fen, nullable=False),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column(
+        "status", sa.String(12), nullable=False
+    ),  # queued | sent | unknown | succeeded | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rail_ref", sa.String(64)),
+    sa.Column("failure", sa.String(100)),
+    sa.Column("requested_at", TS, nullable=False),
+    sa.Column("settled_at", TS),
+    sa.Index("ix_payment_status", "status"),
+    sa.Index("ix_payment_date", "business_date"),
+    sa.Index("ix_payment_loan", "loan_id"),
+)
+
+# the simulated rail's own books, so that the worker, the command line and the server share one
+# rail; a real rail keeps these on its side
+sim_rail_transfer = sa.Table(
+    "sim_rail_transfer",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(12), nullable=False),
+    sa.Column("card_ref", sa.String(64), nullable=False),  # keyed hash, never the number
+    sa.Column("amount_fen", Fen, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("rail_ref", sa.String(64), nullable=False),
+    sa.Column("failure", sa.String(100)),
+    sa.Column("value_date", sa.Date, nullable=False),
+    sa.Column("at", TS, nullable=False),
 )
 
 # --- access: channels, invitations, onboarding (access-and-decisions §1–§2) -------------------
