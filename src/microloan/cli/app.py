@@ -26,7 +26,6 @@ from microloan.cli.common import (
     Database,
     console,
     emit,
-    err_console,
     guarded,
     platform,
     positive_id,
@@ -35,11 +34,12 @@ from microloan.cli.decision_cmd import apply_cmd, decision_app, rescore_cmd, rev
 from microloan.cli.invite_cmd import invite_app
 from microloan.cli.model_cmd import model_app
 from microloan.cli.population_cmd import population_app
+from microloan.cli.servicing_cmd import eod_app, portfolio_cmd, seed_portfolio_cmd, writeoff_app
 from microloan.domain.calendar import parse_date
 from microloan.domain.money import parse_yuan
 from microloan.domain.rates import DailyRate
 from microloan.domain.schedule import Method
-from microloan.service import admin, autodebit, eod, ledger_check, lending, line_changes
+from microloan.service import admin, autodebit, ledger_check, lending, line_changes
 from microloan.service import clock as clock_svc
 from microloan.service.quote import quote, quote_view
 
@@ -55,7 +55,6 @@ customer_app = typer.Typer(help="客户 Customers.", no_args_is_help=True)
 line_app = typer.Typer(help="额度 Credit lines.", no_args_is_help=True)
 loan_app = typer.Typer(help="借款 Loans.", no_args_is_help=True)
 ledger_app = typer.Typer(help="账务 Books.", no_args_is_help=True)
-eod_app = typer.Typer(help="日终 End of day.", invoke_without_command=True)
 for sub, name in (
     (invite_app, "invite"),
     (onboard_app, "onboard"),
@@ -73,6 +72,7 @@ for sub, name in (
     (loan_app, "loan"),
     (ledger_app, "ledger"),
     (eod_app, "eod"),
+    (writeoff_app, "writeoff"),
 ):
     app.add_typer(sub, name=name)
 
@@ -341,31 +341,6 @@ def loan_show(
     emit(lending.show_loan(platform(database), positive_id(loan_id, "loan")), as_json)
 
 
-@eod_app.callback()
-@guarded
-def eod_cmd(
-    ctx: typer.Context,
-    until: Annotated[str | None, typer.Option(help="Close dates up to this one only.")] = None,
-    database: Database = None,
-    as_json: AsJson = False,
-) -> None:
-    """日终 Close every business date before the open one, in order."""
-    if ctx.invoked_subcommand is not None:
-        return
-    p = platform(database)
-    stop = parse_date(until, field="until") if until else None
-    from rich.progress import Progress
-
-    with Progress(console=err_console, transient=True, disable=as_json) as bar:
-        task = bar.add_task("日终 end of day", total=None)
-
-        def tick(d: date, done: int, total: int) -> None:
-            bar.update(task, description=f"日终 end of day {d}", completed=done, total=total)
-
-        days = eod.run_eod(p, until=stop, progress=tick)
-    emit({"closed": [d.as_dict() for d in days]}, as_json)
-
-
 @app.command("autodebit")
 @guarded
 def autodebit_cmd(database: Database = None, as_json: AsJson = False) -> None:
@@ -468,6 +443,8 @@ def _print_access_demo(access: dict[str, Any]) -> None:
 
 
 app.command("apply")(guarded(apply_cmd))
+app.command("portfolio")(portfolio_cmd)
+app.command("seed-portfolio")(seed_portfolio_cmd)
 app.command("rescore")(guarded(rescore_cmd))
 
 

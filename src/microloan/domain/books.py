@@ -225,8 +225,8 @@ def provision_entry(change_fen: int) -> Entry | None:
 def write_off_entry(principal_fen: int, interest_fen: int, penalty_fen: int) -> Entry:
     """The loan leaves the balance sheet against the allowance; what is still owed moves to the
     memo accounts, where it keeps being collected (lending rules §7)."""
-    assert principal_fen > 0
     total = principal_fen + interest_fen + penalty_fen
+    assert principal_fen >= 0 and total > 0
     return _entry(
         EntryKind.WRITE_OFF,
         (Account.LOAN_LOSS_ALLOWANCE, total),

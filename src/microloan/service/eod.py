@@ -2,7 +2,7 @@
 
 For each date d from the last closed date + 1 to the day before the open date, in this order:
 
-1. the day's payment results are recorded (hooks in :data:`BEFORE_CLOSE`, see ``payments``);
+1. the day's payment results are recorded and the rail reconciled (``payments.before_close``);
 2. loans are closed chunk by chunk, a chunk being every loan of a range of customers, in one
    transaction each: accrual, aging and penalty (as columns for quiet loans, by the domain for
    loans with a repayment, a due date or a write-off that day), on- or off-balance booking
@@ -69,8 +69,6 @@ from microloan.store.schema import (
 CHUNK = 20_000  # loans per chunk, about; a customer's loans are never split
 MAX_WAIT_S = 300.0  # how long a date waits for loans that a parallel runner holds
 Progress = Callable[[date, int, int], None]
-# steps run before the loans of a date are closed (recording payment results): hook(p, d)
-BEFORE_CLOSE: list[Callable[[Platform, date], None]] = []
 
 # accounts reconciled against the sum over loans, and the figure each equals (sign: debit > 0)
 RECONCILED = (
@@ -147,8 +145,9 @@ def close_date(p: Platform, d: date, *, progress: Progress | None = None) -> Day
         return result  # another run closed it already
     clocks: dict[str, float] = defaultdict(float)
     t0 = time.perf_counter()
-    for hook in BEFORE_CLOSE:
-        hook(p, d)
+    from microloan.service import payments  # the rail's results for d, before its loans
+
+    payments.before_close(p, d)
     clocks["payments"] += time.perf_counter() - t0
     total = _count_due(p, d)
     p.transaction(lambda conn: _set_run(conn, run_id, total=total, step="loans"))

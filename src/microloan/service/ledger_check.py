@@ -55,19 +55,30 @@ def check_ledger(p: Platform) -> dict[str, Any]:
                 )
             ).all()
         )
-    for account in (
+    checked_accounts = [
         Account.LOAN_PRINCIPAL,
         Account.INTEREST_RECEIVABLE,
         Account.PENALTY_RECEIVABLE,
-        Account.INTEREST_INCOME,
-        Account.PENALTY_INCOME,
-    ):
+        Account.OFF_INTEREST,
+        Account.OFF_PENALTY,
+        Account.WRITTEN_OFF_PRINCIPAL,
+    ]
+    for account in checked_accounts:
         if int(gl.get(account.value, 0)) != control[account.value]:
             problems.append(
                 f"account {account.value} {account.label}: ledger "
                 f"{int(gl.get(account.value, 0))} fen, loans add up to "
                 f"{control[account.value]} fen"
             )
+    income = sum(
+        int(gl.get(a.value, 0))
+        for a in (Account.INTEREST_INCOME, Account.PENALTY_INCOME, Account.RECOVERY_INCOME)
+    )
+    if income != control["income"]:
+        problems.append(
+            f"interest, penalty and recovery income: ledger {income} fen, loans add up to "
+            f"{control['income']} fen"
+        )
     return {
         "ok": not problems,
         "books": books,
@@ -114,12 +125,14 @@ def _check_loans(
     insts = repo.load_installments(conn, ids)
     repayments = repo.load_repayments(conn, ids)
     accrued = {
-        r.loan_id: (int(r.i), int(r.p))
+        r.loan_id: (int(r.i), int(r.p), int(r.oi), int(r.op))
         for r in conn.execute(
             sa.select(
                 accrual.c.loan_id,
                 sa.func.sum(accrual.c.interest_fen).label("i"),
                 sa.func.sum(accrual.c.penalty_fen).label("p"),
+                sa.func.sum(accrual.c.off_interest_fen).label("oi"),
+                sa.func.sum(accrual.c.off_penalty_fen).label("op"),
             )
             .where(accrual.c.loan_id.in_(ids))
             .group_by(accrual.c.loan_id)
@@ -140,7 +153,7 @@ def _check_loans(
                 r,
                 insts[r.loan_id],
                 repayments.get(r.loan_id, []),
-                accrued.get(r.loan_id, (0, 0)),
+                accrued.get(r.loan_id, (0, 0, 0, 0)),
                 lines,
                 control,
                 problems,
@@ -153,7 +166,7 @@ def _check_loan(
     r: Any,
     insts: list[Any],
     repayments: list[repo.StoredRepayment],
-    accrued: tuple[int, int],
+    accrued: tuple[int, int, int, int],
     lines: dict[tuple[int, str], int],
     control: dict[str, int],
     problems: list[str],
@@ -171,40 +184,65 @@ def _check_loan(
     if _fingerprint(snap) != _fingerprint(stored):
         problems.append(f"loan {lid}: stored snapshot differs from its replayed history")
     live = repo.replay(snap, pending)
-    interest_paid = sum(rp.interest_fen for rp in repayments)
-    penalty_paid = sum(rp.penalty_fen for rp in repayments)
+    on_i, on_p, off_i, off_p = accrued
+    written_off = r.written_off_on is not None
+    paid_i = sum(rp.interest_fen for rp in closed)
+    paid_p = sum(rp.penalty_fen for rp in closed)
+    now_i, now_p = repo.on_balance_now(r, pending)
+    memo_i = r.interest_memo_fen - sum(rp.off_interest_fen for rp in pending)
+    memo_p = r.penalty_memo_fen - sum(rp.off_penalty_fen for rp in pending)
+    principal = live.principal_outstanding_fen
+
+    def line(account: Account) -> int:
+        return lines[(lid, account.value)]
+
     expect = {
-        "principal": (r.principal_outstanding_fen, live.principal_outstanding_fen),
-        "interest accrued": (accrued[0], snap.interest_accrued_fen),
-        "penalty accrued": (accrued[1], snap.penalty_accrued_fen),
+        "principal": (r.principal_outstanding_fen, principal),
+        "interest accrued": (on_i + off_i, snap.interest_accrued_fen),
+        "penalty accrued": (on_p + off_p, snap.penalty_accrued_fen),
         "interest booked": (r.interest_booked_fen, snap.interest_accrued_fen),
         "penalty booked": (r.penalty_booked_fen, snap.penalty_accrued_fen),
+        "interest owed at the close": (
+            r.interest_recv_fen + r.interest_memo_fen,
+            snap.interest_accrued_fen - paid_i,
+        ),
+        "penalty owed at the close": (
+            r.penalty_recv_fen + r.penalty_memo_fen,
+            snap.penalty_accrued_fen - paid_p,
+        ),
         "principal in ledger": (
-            lines[(lid, Account.LOAN_PRINCIPAL.value)],
-            live.principal_outstanding_fen,
+            line(Account.LOAN_PRINCIPAL),
+            0 if written_off else principal,
         ),
-        "interest receivable in ledger": (
-            accrued[0] + lines[(lid, Account.INTEREST_RECEIVABLE.value)],
-            snap.interest_accrued_fen - interest_paid,
+        "written-off principal in ledger": (
+            line(Account.WRITTEN_OFF_PRINCIPAL),
+            principal if written_off else 0,
         ),
-        "penalty receivable in ledger": (
-            accrued[1] + lines[(lid, Account.PENALTY_RECEIVABLE.value)],
-            snap.penalty_accrued_fen - penalty_paid,
-        ),
+        "interest receivable in ledger": (on_i + line(Account.INTEREST_RECEIVABLE), now_i),
+        "penalty receivable in ledger": (on_p + line(Account.PENALTY_RECEIVABLE), now_p),
+        "off-balance interest in ledger": (off_i + line(Account.OFF_INTEREST), memo_i),
+        "off-balance penalty in ledger": (off_p + line(Account.OFF_PENALTY), memo_p),
     }
     for what, (have, want) in expect.items():
         if have != want:
             problems.append(f"loan {lid}: {what} is {have} fen, its history says {want} fen")
+    if min(r.interest_recv_fen, r.penalty_recv_fen, r.interest_memo_fen, r.penalty_memo_fen) < 0:
+        problems.append(f"loan {lid}: a receivable is negative at the close")
     open_now = r.status == "open"
     if open_now == (r.closed_on is not None):
         problems.append(f"loan {lid}: status {r.status} disagrees with closed_on {r.closed_on}")
     if r.closed_on is not None and L.payoff(live, r.closed_on).total_fen != 0:
         problems.append(f"loan {lid}: closed on {r.closed_on} with money still owed")
-    control[Account.LOAN_PRINCIPAL.value] += live.principal_outstanding_fen
-    control[Account.INTEREST_RECEIVABLE.value] += accrued[0] - interest_paid
-    control[Account.PENALTY_RECEIVABLE.value] += accrued[1] - penalty_paid
-    control[Account.INTEREST_INCOME.value] -= accrued[0]
-    control[Account.PENALTY_INCOME.value] -= accrued[1]
+    control[Account.LOAN_PRINCIPAL.value] += 0 if written_off else principal
+    control[Account.WRITTEN_OFF_PRINCIPAL.value] += principal if written_off else 0
+    control[Account.INTEREST_RECEIVABLE.value] += now_i
+    control[Account.PENALTY_RECEIVABLE.value] += now_p
+    control[Account.OFF_INTEREST.value] += memo_i
+    control[Account.OFF_PENALTY.value] += memo_p
+    control["income"] -= on_i + on_p
+    control["income"] -= sum(
+        rp.off_interest_fen + rp.off_penalty_fen + rp.off_principal_fen for rp in repayments
+    )
 
 
 def _fingerprint(s: L.LoanState) -> tuple[Any, ...]:

@@ -32,6 +32,7 @@ ROLES = (
 PROPOSAL_ROLES: dict[str, tuple[str, ...]] = {
     "model.activate": ("risk_analyst", "administrator"),
     "line.change": ("risk_analyst", "administrator"),
+    "loan.write_off": ("finance", "collections", "administrator"),
 }
 
 
@@ -68,7 +69,11 @@ def on_approve(kind: str) -> Callable[[Handler], Handler]:
 
 def _handler(kind: str) -> Handler:
     """The approval handler of a kind; the modules that register them are loaded on demand."""
-    from microloan.service import line_changes, models  # noqa: F401  (they register handlers)
+    from microloan.service import (  # noqa: F401  (they register handlers)
+        line_changes,
+        models,
+        write_offs,
+    )
 
     return _HANDLERS[kind]
 
@@ -234,7 +239,7 @@ def decide(
         payload = json.loads(row.payload)
         result: dict[str, Any] = {}
         if approve:
-            result = _handler(row.kind)(conn, p, payload, op)
+            result = _handler(row.kind)(conn, p, {**payload, "proposal_id": proposal_id}, op)
         conn.execute(
             proposal.update()
             .where(proposal.c.proposal_id == proposal_id)
