@@ -19,8 +19,21 @@ class Settings(BaseSettings):
     min_limit_fen: int = 50_000
     max_limit_fen: int = 20_000_000
     autodebit_retries: int = 2
+    # auto-debit runs at these times of the open date (Asia/Shanghai), once per slot
+    autodebit_times: tuple[str, ...] = ("08:00", "14:00", "20:00")
     reminder_days: tuple[int, ...] = (3, 1)  # reminders this many days before a due date
-    eod_chunk: int = 20_000  # loans per end-of-day chunk (a customer's loans stay together)
+
+    # the simulated payment rail (servicing §2): its faults, decided per key by a seeded hash
+    rail_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    rail_timeout_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    rail_latency_ms: int = Field(default=0, ge=0, le=60_000)
+    rail_seed: int = 0
+    # payments: a payment sent this long ago without a recorded answer is asked about again
+    rail_resend_after_s: float = Field(default=60.0, ge=0.0)
+    rail_sends: int = Field(default=3, ge=1, le=10)  # calls per payment in one pass, at most
+    rail_answer_wait_s: float = Field(default=10.0, ge=0.0)  # waiting on another payer's call
+    worker_poll_s: float = Field(default=1.0, gt=0.0)
+    worker_batch: int = Field(default=100, ge=1, le=10_000)
 
     # personal data at rest: a base64 key of 32 bytes, or a file holding one. On the embedded
     # SQLite default the file is created on first use; elsewhere a key must be configured.

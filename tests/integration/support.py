@@ -82,7 +82,9 @@ def draw(
     method: Method = EI,
     key: str | None = None,
 ) -> dict[str, Any]:
-    return lending.draw(p, cid, fen(amount), term, method, key or new_key("draw"))
+    """A draw disbursed in process through the platform's rail (the loan is open after it,
+    or failed when the rail declines)."""
+    return lending.draw(p, cid, fen(amount), term, method, key or new_key("draw"), pay_now=True)
 
 
 def repay(

@@ -182,6 +182,7 @@ def test_a_loan_through_every_command(tmp_path: Path) -> None:
     )
     assert drawn == {
         "loan_id": 1,
+        "status": "open",  # disbursed through the rail before the command answered
         "customer_id": 1,
         "principal": "10000.00",
         "term_months": 12,
@@ -272,9 +273,11 @@ def test_a_loan_through_every_command(tmp_path: Path) -> None:
     cli_json("clock", "set", "2026-03-31", db=db)
     assert cli_json("autodebit", db=db) == {
         "business_date": "2026-03-31",
+        "slot": 2,  # the open date is behind the wall clock: every slot has come
         "loans_due": 1,
         "debited": 1,
         "failed": 0,
+        "unknown": 0,
         "amount": "916.80",
     }
     report = cli_json("ledger", "check", db=db)

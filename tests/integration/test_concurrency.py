@@ -6,6 +6,7 @@ A barrier releases every client at once so the requests really overlap in the da
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -280,3 +281,71 @@ def test_parallel_eod_runners_share_the_work_and_book_once(
             p.engine.dispose()
     assert books(shared) == books(clean)
     assert_ledger_ok(shared)
+
+
+def _book_of_thirty(p: Platform) -> list[tuple[int, int]]:
+    set_date(p, START)
+    loans = []
+    for n in range(30):
+        cid = new_customer(p, name=f"客户{n}")
+        loans.append(
+            (cid, int(draw(p, cid, "2000", 6, EP if n % 2 else EI, key=f"d-{n}")["loan_id"]))
+        )
+    set_date(p, date(2026, 3, 3))  # a month of dates to close, a due date among them
+    return loans
+
+
+def test_repayments_during_the_end_of_day_are_neither_lost_nor_counted_twice(
+    make_platform: MakePlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients keep repaying on the open date while the end of day closes the dates before it
+    in small chunks; then the same repayments after a clean run give the same books."""
+    monkeypatch.setattr(eod, "CHUNK", 3)
+    busy, clean = make_platform(), make_platform()
+    loans = _book_of_thirty(busy)
+    _book_of_thirty(clean)
+    url = busy.engine.url.render_as_string(hide_password=False)
+    payers = [Platform.connect(url, now=busy.now, pool_size=1) for _ in range(3)]
+    running = threading.Event()
+    made: list[tuple[int, int, str]] = []  # (customer, loan, key) of every repayment booked
+    lock = threading.Lock()
+
+    def pay(n: int, p: Platform) -> None:
+        k = 0
+        while running.is_set() and k < 15:
+            cid, loan_id = loans[(n * 7 + k) % len(loans)]
+            key = f"during-{n}-{k}"
+            repay(p, cid, "1.00", loan_id, key=key)
+            repay(p, cid, "1.00", loan_id, key=key)  # a retry of the same request books once
+            with lock:
+                made.append((cid, loan_id, key))
+            k += 1
+            time.sleep(0.05)
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            running.set()
+            payments = [pool.submit(pay, n, p) for n, p in enumerate(payers)]
+            closed = pool.submit(eod.run_eod, busy).result(timeout=300)
+            running.clear()
+            for f in payments:
+                f.result(timeout=60)
+    finally:
+        for p in payers:
+            p.engine.dispose()
+    assert len(closed) == 31 and all(day.reconciled for day in closed)
+    assert len(made) >= 6, "the clients repaid while the end of day ran"
+    assert row_counts(busy)["repayment"] == len(made)
+    dates = scalar(busy, "SELECT count(DISTINCT business_date) FROM repayment")
+    assert dates == 1  # all on the open date, none slipped into a date being closed
+
+    eod.run_eod(clean)
+    for cid, loan_id, key in made:
+        repay(clean, cid, "1.00", loan_id, key=key)
+    for p in (busy, clean):
+        set_date(p, date(2026, 3, 4))
+        [day] = eod.run_eod(p)
+        assert day.reconciled
+    for _cid, loan_id in loans:
+        assert payoff(busy, loan_id) == payoff(clean, loan_id)
+    assert_ledger_ok(busy)

@@ -14,12 +14,15 @@ import pytest
 
 from microloan.domain.rates import DailyRate
 from microloan.errors import ClockRefused
+from microloan.providers.stored_rail import StoredRail
 from microloan.service import eod, lending
 from microloan.service.autodebit import run_autodebit
 from microloan.service.clock import follow_system, read_clock
 from microloan.service.ledger_check import check_ledger
+from microloan.service.payments import simulated_rail
 from microloan.service.platform import Platform
 from microloan.service.quote import quote
+from microloan.store.payments import account_ref
 
 from .support import (
     EI,
@@ -52,16 +55,9 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-class DeclinesFor:
-    """A payment rail that declines every debit of the given customers."""
-
-    def __init__(self, *customers: int) -> None:
-        self.customers = set(customers)
-        self.attempts = 0
-
-    def debit(self, customer_id: int, amount_fen: int, key: str) -> bool:
-        self.attempts += 1
-        return customer_id not in self.customers
+def declines_for(p: Platform, *customers: int) -> StoredRail:
+    """The platform's simulated rail, declining every transfer of the given customers."""
+    return simulated_rail(p, declined_cards=frozenset(account_ref(c) for c in customers))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +168,7 @@ def _scenario(p: Platform, *, eod_every_day: bool, last: date = date(2026, 3, 11
     set_date(p, START)
     alice = new_customer(p, limit="30000")
     bob = new_customer(p, limit="10000", rate="0.0004", name="李四")
-    rail = DeclinesFor(bob)
+    rail = declines_for(p, bob)
     events: dict[date, Callable[[], Any]] = {
         START: lambda: (
             draw(p, alice, "10000", 12, EI, key="d-1"),
@@ -340,7 +336,7 @@ def test_autodebit_collects_once_and_retries_a_declined_debit(platform: Platform
     set_date(platform, date(2026, 2, 27))
     assert run_autodebit(platform).loans_due == 0  # nothing is due the day before
     set_date(platform, date(2026, 2, 28))
-    rail = DeclinesFor(bob)
+    rail = declines_for(platform, bob)
     first = run_autodebit(platform, rail)
     assert (first.loans_due, first.debited, first.failed, first.amount_fen) == (
         2,
@@ -348,7 +344,7 @@ def test_autodebit_collects_once_and_retries_a_declined_debit(platform: Platform
         1,
         fen("916.80"),
     )
-    assert rail.attempts == 1 + 1 + 2  # alice once; bob once and twice more
+    assert rail.calls == 1 + 1 + 2  # alice once; bob once and twice more
     again = run_autodebit(platform, rail)  # a rerun never debits alice twice
     assert (again.loans_due, again.debited, again.failed) == (1, 0, 1)
     assert row_counts(platform)["repayment"] == 1
@@ -381,7 +377,7 @@ class Crash(RuntimeError):
 def test_a_crash_half_way_then_a_rerun_gives_the_books_of_a_clean_run(
     make_platform: MakePlatform, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    monkeypatch.setattr(eod, "CHUNK", 1)  # chunks of customers: (甲: 1, 4), (乙: 2, 5), (丙: 3)
+    monkeypatch.setattr(eod, "CHUNK", 2)  # chunks of loan ids: (1, 2), (3, 4), (5)
     clean, crashed = make_platform(), make_platform()
     _five_loans(clean)
     eod.run_eod(clean)
@@ -411,7 +407,10 @@ def test_a_crash_half_way_then_a_rerun_gives_the_books_of_a_clean_run(
 
     assert last_closed(crashed) == crash_on - ONE_DAY
     moved = scalar(crashed, "SELECT count(*) FROM loan WHERE closed_through = :d", d=crash_on)
-    assert moved == (2 if where == "after-first-chunk" else 5)
+    if where == "after-first-chunk":  # the other chunks may have gone on in parallel meanwhile
+        assert 2 <= moved < 5
+    else:
+        assert moved == 5
     # half way through a date the books still balance and every figure is already right
     assert_ledger_ok(crashed)
     for loan_id in range(1, 6):

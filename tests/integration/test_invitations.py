@@ -165,7 +165,7 @@ def add_card(p: Platform, cid: int, number: str) -> None:
             {
                 "customer_id": cid,
                 "card_hash": vault.blind(number, kind="card"),
-                "card_enc": vault.encrypt(number, column="bank_card.card_number"),
+                "card_enc": vault.encrypt(number, column="bank_card.number"),
                 "card_masked": number[:4] + "*" * (len(number) - 8) + number[-4:],
                 "bank_code": "ICBC",
                 "card_type": "debit",

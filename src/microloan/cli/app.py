@@ -278,10 +278,13 @@ def draw_cmd(
     method: Annotated[
         str, typer.Option(help="equal_principal | equal_installment")
     ] = "equal_principal",
+    queue_only: Annotated[
+        bool, typer.Option("--async", help="Accept only: the worker disburses it.")
+    ] = False,
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:
-    """借款 Draw from the line; disbursed and booked at once."""
+    """借款 Draw from the line; disbursed through the rail before it answers (open or failed)."""
     emit(
         lending.draw(
             platform(database),
@@ -290,6 +293,7 @@ def draw_cmd(
             term,
             _method(method),
             key,
+            pay_now=not queue_only,
         ),
         as_json,
     )
@@ -343,9 +347,45 @@ def loan_show(
 
 @app.command("autodebit")
 @guarded
-def autodebit_cmd(database: Database = None, as_json: AsJson = False) -> None:
-    """自动扣款 Debit what is due and overdue today."""
-    emit(autodebit.run_autodebit(platform(database)).as_dict(), as_json)
+def autodebit_cmd(
+    slot: Annotated[
+        int | None, typer.Option(help="Slot of the day (default: the latest come).")
+    ] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """自动扣款 Debit what is due and overdue today, through the rail."""
+    emit(autodebit.run_autodebit(platform(database), slot=slot).as_dict(), as_json)
+
+
+@app.command("worker")
+@guarded
+def worker_cmd(
+    once: Annotated[bool, typer.Option("--once", help="Drain what is queued, then exit.")] = False,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """支付处理 Pay queued disbursements through the rail, settle unanswered payments, run
+    auto-debit slots as their time comes. Stops on Ctrl-C or SIGTERM."""
+    import contextlib
+    import signal
+    import threading
+
+    from microloan.cli.common import err_console
+    from microloan.service import payments
+
+    p, seen, stopping = platform(database), payments.PassResult(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+
+    def report(r: payments.PassResult) -> None:
+        seen.add(r)
+        seen.autodebit = r.autodebit or seen.autodebit
+        if not as_json and (r.busy or r.resolved or r.autodebit):
+            err_console.print(f"支付 payments {p.now():%H:%M:%S} {r.as_dict()}", highlight=False)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        payments.run_worker(p, once=once, on_pass=report, stop=stopping.is_set)
+    emit(seen.as_dict(), as_json)
 
 
 @ledger_app.command("check")

@@ -45,15 +45,18 @@ class LoanStatus(StrEnum):
     PENDING = "pending"  # accepted, awaiting disbursement
     OPEN = "open"
     CLOSED = "closed"
+    FAILED = "failed"  # the disbursement failed: nothing lent, the line room released
 
 
 class LoanEvent(StrEnum):
     DISBURSED = "disbursed"
+    DISBURSEMENT_FAILED = "disbursement_failed"
     SETTLED = "settled"
 
 
 LOAN_TRANSITIONS: dict[tuple[LoanStatus, LoanEvent], LoanStatus] = {
     (LoanStatus.PENDING, LoanEvent.DISBURSED): LoanStatus.OPEN,
+    (LoanStatus.PENDING, LoanEvent.DISBURSEMENT_FAILED): LoanStatus.FAILED,
     (LoanStatus.OPEN, LoanEvent.SETTLED): LoanStatus.CLOSED,
 }
 

@@ -51,6 +51,7 @@ class Transfer:
     reason: str  # "ok" when succeeded
     business_date: date
     settled_at: datetime
+    rail_ref: str = ""  # the rail's own reference of the transfer (its statement line)
 
     def __post_init__(self) -> None:
         if self.amount_fen <= 0:
@@ -92,6 +93,37 @@ NO_RAIL_FAULTS = RailFaults()
 def _uniform(seed: int, *parts: object) -> float:
     digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class CallFault(StrEnum):
+    """What happens to one call of a simulated rail (decided by the seed, the key, the attempt)."""
+
+    NONE = "none"  # answered
+    LOST = "lost"  # timed out before reaching the rail: nothing moved
+    LATE = "late"  # the transfer happened, but the answer was lost (a timeout)
+
+
+def call_fault(faults: RailFaults, key: str, attempt: int) -> CallFault:
+    """The fate of the ``attempt``-th call with ``key``: half of the timeouts have moved money."""
+    if _uniform(faults.seed, "timeout", key, attempt) >= faults.timeout_rate:
+        return CallFault.NONE
+    return CallFault.LOST if _uniform(faults.seed, "lost", key, attempt) < 0.5 else CallFault.LATE
+
+
+def transfer_outcome(
+    faults: RailFaults, key: str, card_number: str, declined_cards: frozenset[str]
+) -> tuple[TransferStatus, str]:
+    """The answer a simulated rail gives a new transfer: the same for every attempt of a key."""
+    if card_number in declined_cards:
+        return TransferStatus.FAILED, "declined"
+    if _uniform(faults.seed, "fail", key) < faults.failure_rate:
+        return TransferStatus.FAILED, "insufficient_funds"
+    return TransferStatus.SUCCEEDED, "ok"
+
+
+def sim_rail_ref(key: str) -> str:
+    """The simulated rail's reference of a transfer: stable for a key, tells nothing about it."""
+    return "SIM" + hashlib.sha256(key.encode()).hexdigest()[:24].upper()
 
 
 class SimulatedRail:
@@ -149,31 +181,24 @@ class SimulatedRail:
                     "rail", "key_conflict", f"key {key} was used for another transfer"
                 )
             return known
-        attempt = self.calls
-        timed_out = _uniform(f.seed, "timeout", key, attempt) < f.timeout_rate
-        if timed_out and _uniform(f.seed, "lost", key, attempt) < 0.5:
-            raise _timeout(key)  # the request never reached the rail: nothing moved
+        fault = call_fault(f, key, self.calls)
+        if fault is CallFault.LOST:
+            raise rail_timeout(key)  # the request never reached the rail: nothing moved
         transfer = Transfer(
             key,
             kind,
             card_number,
             amount_fen,
-            *self._outcome(key, card_number),
+            *transfer_outcome(f, key, card_number, self.declined_cards),
             business_date=self._today(),
             settled_at=self._now(),
+            rail_ref=sim_rail_ref(key),
         )
         self._transfers[key] = transfer
-        if timed_out:
-            raise _timeout(key)  # it moved, but the answer was lost
+        if fault is CallFault.LATE:
+            raise rail_timeout(key)  # it moved, but the answer was lost
         return transfer
 
-    def _outcome(self, key: str, card_number: str) -> tuple[TransferStatus, str]:
-        if card_number in self.declined_cards:
-            return TransferStatus.FAILED, "declined"
-        if _uniform(self.faults.seed, "fail", key) < self.faults.failure_rate:
-            return TransferStatus.FAILED, "insufficient_funds"
-        return TransferStatus.SUCCEEDED, "ok"
 
-
-def _timeout(key: str) -> ProviderError:
+def rail_timeout(key: str) -> ProviderError:
     return provider_error("rail", "timeout", f"no answer for {key}: resolve it with lookup")

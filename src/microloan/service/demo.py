@@ -17,7 +17,9 @@ from microloan.service import autodebit, eod, lending
 from microloan.service.admin import init_db
 from microloan.service.clock import set_clock
 from microloan.service.demo_access import load_access_demo
+from microloan.service.payments import simulated_rail
 from microloan.service.platform import Platform
+from microloan.store.payments import account_ref
 from microloan.store.schema import customer
 
 START = date(2026, 9, 1)  # the demo's first business date
@@ -49,7 +51,8 @@ def load_demo(p: Platform) -> dict[str, Any]:
     autodebit.run_autodebit(p)  # pays the first installments, due today
     lending.repay(p, ids[1], None, 500_000, "demo-prepay-2")  # a prepayment
     _move(p, date(2026, 11, 1))
-    autodebit.run_autodebit(p, _CardDeclined(ids[3]))  # Liu Yang's card is declined
+    declined = frozenset({account_ref(ids[3])})  # Liu Yang's card is declined
+    autodebit.run_autodebit(p, simulated_rail(p, declined_cards=declined))
     _move(p, date(2026, 11, 5))  # Liu Yang is now 4 days past due
     lending.repay(p, ids[0], None, 10_000, "demo-repay-early")
     access = load_access_demo(p)
@@ -59,16 +62,6 @@ def load_demo(p: Platform) -> dict[str, Any]:
         "loans": [loan["loan_id"] for loan in loans],
         "access": access,
     }
-
-
-class _CardDeclined:
-    """A demo rail on which one customer's card is declined."""
-
-    def __init__(self, customer_id: int) -> None:
-        self.customer_id = customer_id
-
-    def debit(self, customer_id: int, amount_fen: int, key: str) -> bool:
-        return customer_id != self.customer_id
 
 
 def _move(p: Platform, to: date) -> None:

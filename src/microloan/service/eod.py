@@ -3,20 +3,19 @@
 For each date d from the last closed date + 1 to the day before the open date, in this order:
 
 1. the day's payment results are recorded and the rail reconciled (``payments.before_close``);
-2. loans are closed chunk by chunk, a chunk being every loan of a range of customers, in one
-   transaction each: accrual, aging and penalty (as columns for quiet loans, by the domain for
-   loans with a repayment, a due date or a write-off that day), on- or off-balance booking
-   (non-accrual from 91 DPD), five-tier classification by borrower, the allowance each loan
-   requires, line blocks and unblocks, the per-loan accrual records, one accrual entry per book,
-   and the chunk's figures;
-3. provisions are brought to the required level (the change of the total is booked);
-4. the ledger's balances for d are the previous day's plus d's movements, and are reconciled
-   with the sum over loans, account by account; every difference is recorded;
-5. the day's portfolio figures are stored, the date is closed and the run recorded.
+2. loans are closed chunk by chunk (a range of loan ids, in one transaction each): accrual,
+   aging and penalty (as columns for quiet loans, by the domain for loans with a repayment, a
+   due date or a write-off that day), on- or off-balance booking (non-accrual from 91 DPD), the
+   per-loan accrual records, one accrual entry per book and the chunk's accrual figures;
+3. then, in the transaction that closes the date: five-tier classification by borrower over the
+   closed loans, the allowance each requires, line blocks and unblocks, provisions brought to
+   the required level (the change of the total is booked), the ledger's balances for d (the
+   previous day's plus d's movements) reconciled with the sum over loans, account by account,
+   every difference recorded; the day's portfolio figures, the reminders due, the run record.
 
 Exactly once: a loan's snapshot moves only from d − 1 to d (``closed_through``), in the same
-transaction as its accrual records, entries and the chunk's figures; the day's figures are the
-sum of the chunks' rows. A crash anywhere, followed by a rerun, gives the books of a clean run.
+transaction as its accrual records, its entry and the chunk's figures; everything after reads
+the stored loans. A crash anywhere, followed by a rerun, gives the books of a clean run.
 While it runs, money keeps moving on the open date: the run starts only once every transaction
 that read the previous open date has committed (an advisory lock on PostgreSQL; SQLite writes
 one at a time).
@@ -25,9 +24,11 @@ one at a time).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from types import SimpleNamespace
@@ -66,7 +67,9 @@ from microloan.store.schema import (
     write_off,
 )
 
-CHUNK = 20_000  # loans per chunk, about; a customer's loans are never split
+CHUNK = 50_000  # loan ids per chunk (one transaction each)
+THREADS = 2  # chunks in flight at once on PostgreSQL
+_LOCK = threading.Lock()
 MAX_WAIT_S = 300.0  # how long a date waits for loans that a parallel runner holds
 Progress = Callable[[date, int, int], None]
 
@@ -149,26 +152,50 @@ def close_date(p: Platform, d: date, *, progress: Progress | None = None) -> Day
 
     payments.before_close(p, d)
     clocks["payments"] += time.perf_counter() - t0
-    total = _count_due(p, d)
+    try:
+        return _close_loans_and_finish(p, d, run_id, result, clocks, progress)
+    except BaseException:
+        p.transaction(lambda conn: _set_run(conn, run_id, status="failed", failures=1))
+        raise
+
+
+def _close_loans_and_finish(
+    p: Platform,
+    d: date,
+    run_id: int,
+    result: DayResult,
+    clocks: dict[str, float],
+    progress: Progress | None,
+) -> DayResult:
+    total, top = _count_due(p, d)
     p.transaction(lambda conn: _set_run(conn, run_id, total=total, step="loans"))
     waited_s = 0.0
-    while True:
-        after: int | None = -1
-        while after is not None:
-            start = after
+    frames: list[pl.DataFrame] = []  # the closed loans' classification columns, kept for _finish
+
+    def chunk(start: int, top: int) -> None:
+        while True:
             try:
-                after = p.transaction(
-                    lambda conn, start=start: _close_chunk(conn, d, p, result, start, clocks)  # type: ignore[misc]
+                p.transaction(
+                    lambda conn: _close_chunk(conn, d, p, result, start, top, clocks, frames)
                 )
+                return
             except _Moved:
                 continue  # another runner closed some of these loans: read the range again
-            if progress is not None:
-                progress(d, result.loans, max(total, result.loans))
+
+    while True:
+        starts = list(range(0, top, CHUNK)) if total else []
+        # PostgreSQL: two chunks at a time, one computing while the other is written
+        threads = THREADS if p.is_postgres and len(starts) > 1 else 1
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for _ in pool.map(lambda start, top=top: chunk(start, top), starts):
+                if progress is not None:
+                    progress(d, result.loans, max(total, result.loans))
         t0 = time.perf_counter()
-        done = p.transaction(lambda conn: _finish(conn, d, run_id, result, p, clocks))
+        done = p.transaction(lambda conn: _finish(conn, d, run_id, result, p, clocks, frames))
         clocks["finish"] += time.perf_counter() - t0
         if done:
             return result
+        total, top = _count_due(p, d)
         if waited_s >= MAX_WAIT_S:
             raise MicroloanError(
                 f"end of day for {d} waited {MAX_WAIT_S:.0f} s for loans held elsewhere",
@@ -219,9 +246,27 @@ def _due_filter(d: date) -> Any:
     )
 
 
-def _count_due(p: Platform, d: date) -> int:
+def _done_filter(d: date) -> Any:
+    """Loans closed for d (a loan drawn on the open date meanwhile also stands at d: not these)."""
+    return sa.and_(
+        loan.c.closed_through == d,
+        loan.c.drawn_on <= d,
+        sa.or_(
+            loan.c.status == LoanStatus.OPEN.value,
+            sa.and_(loan.c.status == LoanStatus.CLOSED.value, loan.c.closed_on >= d),
+        ),
+    )
+
+
+def _count_due(p: Platform, d: date) -> tuple[int, int]:
+    """How many loans are still to close for d, and the highest loan id among them."""
     with p.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).where(_due_filter(d))).scalar_one())
+        n, top = conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(loan.c.loan_id), 0)).where(
+                _due_filter(d)
+            )
+        ).one()
+    return int(n), int(top)
 
 
 _READ = [
@@ -246,37 +291,31 @@ def _close_chunk(
     p: Platform,
     result: DayResult,
     after: int,
+    top: int,
     clocks: dict[str, float],
-) -> int | None:
-    """Close the loans of the next range of customers (ids above ``after``); returns the last
-    customer id of the range, or None when no customer is left."""
+    frames: list[pl.DataFrame] | None = None,
+) -> None:
+    """Close the loans of d with ids in (after, after + CHUNK]."""
+    hi = after + CHUNK
+    _no_jit(conn)
     t0 = time.perf_counter()
-    hi = conn.execute(
-        sa.select(loan.c.customer_id)
-        .where(loan.c.customer_id > after, loan.c.status == LoanStatus.OPEN.value)
-        .order_by(loan.c.customer_id)
-        .offset(CHUNK)
-        .limit(1)
-    ).scalar()
-    in_range = loan.c.customer_id > after
-    if hi is not None:
-        in_range = sa.and_(in_range, loan.c.customer_id <= hi)
     frame = bulk.read_frame(
         conn,
-        sa.select(*_READ).where(in_range, _due_filter(d)).order_by(loan.c.loan_id),
+        sa.select(*_READ)
+        .where(loan.c.loan_id > after, loan.c.loan_id <= hi, _due_filter(d))
+        .order_by(loan.c.loan_id),
         _READ_SCHEMA,
     )
-    clocks["read"] += time.perf_counter() - t0
+    _tick(clocks, "read", t0)
     if frame.is_empty():
-        return None if hi is None else int(hi)
+        return
     t0 = time.perf_counter()
-    ids = frame["loan_id"]
-    lo_id, hi_id = int(ids.min()), int(ids.max())  # type: ignore[arg-type]
     paid_today = set(
         conn.execute(
             sa.select(repayment.c.loan_id).where(
                 repayment.c.business_date == d,
-                repayment.c.loan_id.between(lo_id, hi_id),
+                repayment.c.loan_id > after,
+                repayment.c.loan_id <= hi,
             )
         ).scalars()
     )
@@ -284,29 +323,90 @@ def _close_chunk(
         r.loan_id: r
         for r in conn.execute(
             sa.select(write_off).where(
-                write_off.c.business_date == d, write_off.c.loan_id.between(lo_id, hi_id)
+                write_off.c.business_date == d,
+                write_off.c.loan_id > after,
+                write_off.c.loan_id <= hi,
             )
         )
     }
-    eventful = (pl.col("next_due") == d) | pl.col("loan_id").is_in(list(paid_today | set(offs)))
-    quiet = frame.filter(~eventful.fill_null(False))
-    busy = frame.filter(eventful.fill_null(False))
-    closed = [dc.close_quiet(quiet.select(list(dc.INPUT)), d)]
+    eventful = pl.col("loan_id").is_in(list(paid_today | set(offs)))
+    due_today = (pl.col("next_due") == d).fill_null(False) & ~eventful
+    quiet = frame.filter(~eventful & ~due_today)
+    falling_due = frame.filter(due_today)
+    busy = frame.filter(eventful)
+    parts = [dc.close_quiet(quiet.select(list(dc.INPUT)), d)]
+    fixed: pl.DataFrame | None = None
+    if not falling_due.is_empty():
+        closed_due, fixed = dc.close_due(
+            falling_due.select(list(dc.INPUT)), _due_installments(conn, falling_due, d), d
+        )
+        parts.append(closed_due)
     inst_updates: list[dict[str, Any]] = []
     if not busy.is_empty():
-        closed.append(_close_eventful(conn, busy, d, offs, inst_updates))
-    classified, figures = dc.classify_chunk(pl.concat(closed))
-    clocks["compute"] += time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _write_chunk(conn, d, p, classified, figures, inst_updates)
-    _block_lines(conn, d, after, hi)
-    clocks["write"] += time.perf_counter() - t0
-    for f in figures.values():
-        result.loans += f["loans"]
-        result.interest_fen += f["interest_fen"]
-        result.penalty_fen += f["penalty_fen"]
-    result.chunks += 1
-    return None if hi is None else int(hi)
+        parts.append(_close_eventful(conn, busy, d, offs, inst_updates))
+    closed = pl.concat(parts)
+    figures = dc.chunk_figures(closed)
+    _tick(clocks, "compute", t0)
+    _write_chunk(conn, d, p, closed, figures, inst_updates, clocks)
+    if fixed is not None:
+        bulk.update_from_frame(
+            conn, installment, fixed, key=("loan_id", "period"), columns=("interest_fen",)
+        )
+    if frames is not None:
+        frames.append(closed.select(list(dc.CLASSIFY_INPUT)))
+    with _LOCK:
+        for f in figures.values():
+            result.loans += f["loans"]
+            result.interest_fen += f["interest_fen"]
+            result.penalty_fen += f["penalty_fen"]
+        result.chunks += 1
+
+
+def _no_jit(conn: sa.Connection) -> None:
+    """PostgreSQL: no JIT compilation for these short bulk statements (it costs more than it
+    saves, and its estimates come from statistics a day's run has just made stale)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL jit = off")
+
+
+def _tick(clocks: dict[str, float], step: str, since: float) -> None:
+    with _LOCK:
+        clocks[step] += time.perf_counter() - since
+
+
+def _due_installments(conn: sa.Connection, loans: pl.DataFrame, d: date) -> pl.DataFrame:
+    """For each loan, its installment due on d and the due date of the one after it."""
+    ids = loans["loan_id"].to_list()
+    rows = conn.execute(
+        sa.select(
+            installment.c.loan_id,
+            installment.c.period,
+            installment.c.due_date,
+            installment.c.principal_fen - installment.c.principal_paid_fen,
+            installment.c.interest_paid_fen,
+        ).where(installment.c.loan_id.in_(ids), installment.c.due_date >= d)
+    ).all()
+    frame = pl.DataFrame(
+        [tuple(r) for r in rows],
+        schema={
+            "loan_id": pl.Int64,
+            "period": pl.Int64,
+            "due_date": pl.Date,
+            "principal_left_fen": pl.Int64,
+            "interest_paid_fen": pl.Int64,
+        },
+        orient="row",
+    )
+    following = (
+        frame.filter(pl.col("due_date") > d)
+        .group_by("loan_id")
+        .agg(pl.col("due_date").min().alias("following_due"))
+    )
+    return (
+        frame.filter(pl.col("due_date") == d)
+        .join(following, on="loan_id", how="left")
+        .select(list(dc.DUE_INPUT))
+    )
 
 
 def _close_eventful(
@@ -365,7 +465,8 @@ def _close_eventful(
                 "penalty_memo_fen": receivables.off_penalty_fen,
                 "non_accrual": is_non_accrual(dpd),
                 "written_off": written_off,
-                "old_tier": r.tier,
+                "written_off_on": r.written_off_on,
+                "tier": r.tier,
                 "acc_interest_fen": day.interest_fen,
                 "acc_penalty_fen": day.penalty_fen,
                 "acc_off_interest_fen": day.off_interest_fen,
@@ -410,7 +511,6 @@ _LOAN_SET = (
     "interest_memo_fen",
     "penalty_memo_fen",
     "non_accrual",
-    "tier",
 )
 
 
@@ -422,21 +522,23 @@ def _write_chunk(
     conn: sa.Connection,
     d: date,
     p: Platform,
-    classified: pl.DataFrame,
+    closed: pl.DataFrame,
     figures: dict[int, dict[str, int]],
     inst_updates: list[dict[str, Any]],
+    clocks: dict[str, float],
 ) -> None:
+    t0 = time.perf_counter()
     written = bulk.update_from_frame(
         conn,
         loan,
-        classified,
+        closed,
         key="loan_id",
         columns=_LOAN_SET,
         constants={"closed_through": d},
         guard=("closed_through", d - timedelta(days=1)),
     )
-    if written != classified.height:
-        raise _Moved(f"{classified.height - written} loans of the chunk moved under it")
+    if written != closed.height:
+        raise _Moved(f"{closed.height - written} loans of the chunk moved under it")
     if inst_updates:
         conn.execute(
             installment.update()
@@ -447,7 +549,9 @@ def _write_chunk(
             .values({k: sa.bindparam(k) for k in inst_updates[0] if not k.startswith("b_")}),
             inst_updates,
         )
-    accruing = classified.filter(
+    _tick(clocks, "update", t0)
+    t1 = time.perf_counter()
+    accruing = closed.filter(
         (pl.col("acc_interest_fen") != 0)
         | (pl.col("acc_penalty_fen") != 0)
         | (pl.col("acc_off_interest_fen") != 0)
@@ -488,6 +592,7 @@ def _write_chunk(
         conn.execute(
             eod_chunk.insert(), {"business_date": d, "book_id": book_id, "figures": json.dumps(f)}
         )
+    _tick(clocks, "accrual", t1)
 
 
 def _span(frame: pl.DataFrame) -> str:
@@ -512,10 +617,18 @@ def _zero_entry(conn: sa.Connection, book_id: int, d: date, p: Platform) -> int:
     )
 
 
-def _block_lines(conn: sa.Connection, d: date, after: int, hi: int | None) -> None:
-    """Block the lines of the range's customers with a loan overdue at the end of d (the live
-    figure: a repayment made since already counts), unblock the others."""
-    overdue = (
+def _block_lines(conn: sa.Connection, d: date) -> int:
+    """Block the lines with a loan overdue at the end of d (the live figure: a repayment made
+    since already counts), unblock the others; only lines that change are written."""
+    overdue_loans = sa.select(loan.c.customer_id).where(
+        loan.c.status == LoanStatus.OPEN.value, loan.c.earliest_unpaid_due <= d
+    )
+    conn.execute(
+        credit_line.update()
+        .where(~credit_line.c.overdue_blocked, credit_line.c.customer_id.in_(overdue_loans))
+        .values(overdue_blocked=True)
+    )
+    still = (
         sa.exists()
         .where(
             loan.c.customer_id == credit_line.c.customer_id,
@@ -524,13 +637,15 @@ def _block_lines(conn: sa.Connection, d: date, after: int, hi: int | None) -> No
         )
         .correlate(credit_line)
     )
-    in_range = credit_line.c.customer_id > after
-    if hi is not None:
-        in_range = sa.and_(in_range, credit_line.c.customer_id <= hi)
     conn.execute(
         credit_line.update()
-        .where(in_range, credit_line.c.overdue_blocked != overdue)
-        .values(overdue_blocked=overdue)
+        .where(credit_line.c.overdue_blocked, ~still)
+        .values(overdue_blocked=False)
+    )
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).select_from(credit_line).where(credit_line.c.overdue_blocked)
+        ).scalar_one()
     )
 
 
@@ -541,6 +656,7 @@ def _finish(
     result: DayResult,
     p: Platform,
     clocks: dict[str, float] | None = None,
+    frames: list[pl.DataFrame] | None = None,
 ) -> bool:
     """Provisions, ledger balances, reconciliation, the day's figures; then close the date.
 
@@ -553,11 +669,22 @@ def _finish(
         return True
     if conn.execute(sa.select(sa.func.count()).where(_due_filter(d))).scalar_one():
         return False
+    _no_jit(conn)
     per_book: dict[int, dict[str, int]] = defaultdict(dict)
     for book_id, text in conn.execute(
         sa.select(eod_chunk.c.book_id, eod_chunk.c.figures).where(eod_chunk.c.business_date == d)
     ):
         per_book[int(book_id)] = dc.add_figures(per_book[int(book_id)], json.loads(text))
+    t0 = time.perf_counter()
+    closed = _closed_loans(conn, d, frames or [])
+    classified, book_figures = dc.classify_book(closed, d)
+    for book_id, f in book_figures.items():
+        per_book[book_id] = dc.add_figures(per_book[book_id], f)
+    moved = classified.filter(pl.col("tier") != pl.col("old_tier"))
+    bulk.update_from_frame(conn, loan, moved, key="loan_id", columns=("tier",))
+    result.blocked_lines = _block_lines(conn, d)
+    if clocks is not None:
+        clocks["classify"] += time.perf_counter() - t0
     balances = _ledger_balances(conn, d, set(per_book))
     result.provision_fen = 0
     for book_id, f in per_book.items():
@@ -613,14 +740,32 @@ def _finish(
     result.mismatches = mismatches
     result.reconciled = mismatches == 0
     result.reminders_due = _reminders_due(conn, d, p)
-    result.blocked_lines = int(
-        conn.execute(
-            sa.select(sa.func.count()).select_from(credit_line).where(credit_line.c.overdue_blocked)
-        ).scalar_one()
-    )
     conn.execute(business_clock.update().where(business_clock.c.id == 1).values(last_closed_date=d))
     _record_run(conn, run_id, "done", result, p, clocks)
+    # runs of d that died half way (a runner still alive records itself "shared" when it ends)
+    conn.execute(
+        eod_run.update()
+        .where(
+            eod_run.c.business_date == d,
+            eod_run.c.status == "running",
+            eod_run.c.run_id != run_id,
+        )
+        .values(status="interrupted")
+    )
     return True
+
+
+def _closed_loans(conn: sa.Connection, d: date, frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The loans closed for d, as this run kept them, or read back when it did not close them
+    all (a rerun after a crash, a parallel runner)."""
+    done = conn.execute(sa.select(sa.func.count()).where(_done_filter(d))).scalar_one()
+    if frames and sum(f.height for f in frames) == done:
+        return pl.concat(frames)
+    return bulk.read_frame(
+        conn,
+        sa.select(*(loan.c[k] for k in dc.CLASSIFY_INPUT)).where(_done_filter(d)),
+        dc.CLASSIFY_INPUT,
+    )
 
 
 def _ledger_balances(conn: sa.Connection, d: date, books: set[int]) -> dict[int, dict[str, int]]:

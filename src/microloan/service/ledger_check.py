@@ -38,7 +38,8 @@ def check_ledger(p: Platform) -> dict[str, Any]:
             rows = list(
                 conn.execute(
                     sa.select(*repo.LOAN_COLUMNS)
-                    .where(loan.c.loan_id > last_id)
+                    # pending and failed loans (not disbursed) have no books to check
+                    .where(loan.c.loan_id > last_id, loan.c.status.in_(("open", "closed")))
                     .order_by(loan.c.loan_id)
                     .limit(BATCH)
                 )

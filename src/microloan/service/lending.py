@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from microloan.domain import loan as L
 from microloan.domain.books import (
     PLATFORM_BOOK,
-    disbursement_entry,
     off_balance_split,
     repayment_entry,
 )
@@ -26,6 +25,7 @@ from microloan.domain.line import (
     split_across_loans,
 )
 from microloan.domain.money import format_yuan
+from microloan.domain.payments import PaymentKind
 from microloan.domain.rates import DailyRate, format_percent_bp100
 from microloan.domain.schedule import (
     Method,
@@ -44,6 +44,7 @@ from microloan.service.platform import (
     request_hash,
 )
 from microloan.store import loans as repo
+from microloan.store import payments as payment_store
 from microloan.store.ledger import book_id, post
 from microloan.store.schema import (
     business_clock,
@@ -170,11 +171,11 @@ def _draw_line(guard: bool) -> sa.Select[Any]:
 
 
 _DRAW_LINE = {False: _draw_line(False), True: _draw_line(True)}
-_LINE_DRAWN = (
+_LINE_DRAWN = (  # the room a draw holds until it is disbursed (then outstanding, or released)
     credit_line.update()
     .where(credit_line.c.customer_id == sa.bindparam("cid"))
     .values(
-        outstanding_principal_fen=credit_line.c.outstanding_principal_fen
+        pending_principal_fen=credit_line.c.pending_principal_fen
         + sa.bindparam("amount", type_=sa.BigInteger),
         open_loans=credit_line.c.open_loans + 1,
         updated_at=sa.bindparam("at"),
@@ -219,13 +220,26 @@ _INSERT_INSTALLMENTS = installment.insert()
 
 
 def draw(
-    p: Platform, customer_id: int, amount_fen: int, term_months: int, method: Method, key: str
+    p: Platform,
+    customer_id: int,
+    amount_fen: int,
+    term_months: int,
+    method: Method,
+    key: str,
+    *,
+    pay_now: bool = True,
 ) -> dict[str, Any]:
-    """Accept a draw, disburse it (synchronous rail for now) and book it, in one transaction."""
+    """Accept a draw in one transaction: the loan ``pending``, its principal holding line room,
+    its disbursement queued (``disburse:<key>``); nothing is booked until the rail pays.
+
+    ``pay_now`` pays it in process before returning (``payments.settle_draw``: the answer
+    shows the loan open, or failed with the reason); otherwise the worker pays it."""
     key = check_key(key)
     digest = request_hash("draw", customer_id, amount_fen, term_months, method.value)
+    accepted: list[bool] = []  # this request accepted it (a replay did not)
 
     def work(conn: sa.Connection) -> dict[str, Any]:
+        accepted.clear()
         prior = claim_key(conn, key, customer_id, "draw", digest, p.now())
         if prior is not None:
             return dict(prior)
@@ -266,7 +280,7 @@ def draw(
                 {
                     "customer_id": customer_id,
                     "book_id": book_id(conn, PLATFORM_BOOK),
-                    "status": LoanStatus.OPEN.value,
+                    "status": LoanStatus.PENDING.value,
                     "principal_fen": amount_fen,
                     "term_months": term_months,
                     "method": method.value,
@@ -288,19 +302,21 @@ def draw(
             ).scalar_one()
         )
         conn.execute(_INSERT_INSTALLMENTS, repo.installment_rows(customer_id, loan_id, state))
-        post(
+        payment_store.insert(
             conn,
-            disbursement_entry(amount_fen),
-            book=book_id(conn, PLATFORM_BOOK),
-            business_date=today,
-            reference=f"draw:{key}",
-            created_at=now,
+            key=payment_store.disbursement_key(key),
+            kind=PaymentKind.DISBURSE,
             customer_id=customer_id,
             loan_id=loan_id,
+            amount_fen=amount_fen,
+            business_date=today,
+            at=now,
+            sent=pay_now,  # paid in process: taken at once, sent right after the commit
         )
         conn.execute(_LINE_DRAWN, {"cid": customer_id, "amount": amount_fen, "at": now})
         response = {
             "loan_id": loan_id,
+            "status": LoanStatus.PENDING.value,
             "customer_id": customer_id,
             "principal": format_yuan(amount_fen),
             "term_months": term_months,
@@ -313,9 +329,15 @@ def draw(
             "first_due_date": schedule.due_dates[0].isoformat(),
         }
         answer_key(conn, key, response)
+        accepted.append(True)
         return response
 
-    return p.transaction(work)
+    answer = p.transaction(work)
+    if not pay_now:
+        return answer
+    from microloan.service.payments import settle_draw  # it records through this module
+
+    return settle_draw(p, answer, key, taken=bool(accepted))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -537,6 +559,7 @@ def show_loan(p: Platform, loan_id: int) -> dict[str, Any]:
     with p.engine.connect() as conn:
         today = read_clock(conn, p.now).open_date
         row, state = _read_loan(conn, loan_id)
+        disbursement = payment_store.disbursement_view(conn, loan_id)
     live = L.advance(state, today)
     brk = L.payoff(live, today)
     cur = L.current_index(live, today)
@@ -578,6 +601,7 @@ def show_loan(p: Platform, loan_id: int) -> dict[str, Any]:
         "penalty_due": format_yuan(brk.penalty_fen),
         "interest_accrued": format_yuan(live.interest_accrued_fen),
         "schedule": schedule,
+        "disbursement": disbursement,  # the payment's state, and why it failed (中文 English)
     }
 
 

@@ -22,6 +22,7 @@ from microloan.service.clock import Now, system_now
 from microloan.settings import Settings
 
 if TYPE_CHECKING:
+    from microloan.providers.rail import PaymentRailPort
     from microloan.service.providers import Providers
 from microloan.store.db import make_engine
 from microloan.store.schema import idempotency
@@ -63,6 +64,21 @@ class Platform:
 
     def use_providers(self, providers: Providers) -> None:
         self._providers = providers
+
+    _rail: PaymentRailPort | None = field(default=None, repr=False)
+
+    @property
+    def rail(self) -> PaymentRailPort:
+        """The payment rail; by default the simulated one on this database (faults from the
+        settings), shared by every process that uses the database."""
+        if self._rail is None:
+            from microloan.service.payments import simulated_rail
+
+            self._rail = simulated_rail(self)
+        return self._rail
+
+    def use_rail(self, rail: PaymentRailPort) -> None:
+        self._rail = rail
 
     @property
     def vault(self) -> Vault:

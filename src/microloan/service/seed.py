@@ -10,15 +10,27 @@ balance after), and the books hold what they would: a disbursement entry per loa
 interest and penalty accrued so far, per loan and per book. The next end of day books the
 allowance. ``ledger check`` finds the book consistent.
 
-Loans are computed in worker processes, chunk by chunk, and written with COPY on PostgreSQL.
+At most ``POOL`` (200,000) distinct loans are computed, in worker processes, chunk by chunk.
+A bigger book repeats the pool's profiles: the rest of it is made of copies of the pool's rows
+(customers, lines, loans, installments, disbursement entries and their lines, accrual records)
+with new customer, loan and entry ids, column by column in polars, and written chunk by chunk,
+so memory stays bounded whatever N. Every copy is as consistent as its original (a loan's
+figures depend on its dates and terms, never on its id), so ten million loans are 50 copies of
+the same 200,000 profiles under different names.
+
+Each chunk is written in its own transaction, with COPY on PostgreSQL (two chunks at a time, on
+two connections). There, as a superuser, foreign keys are not checked row by row while the
+seeded rows go in (``session_replication_role = replica``, for those transactions only): each
+chunk carries its own customers and loans, and ``ledger check`` proves the result.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any
 
@@ -36,8 +48,9 @@ from microloan.service.clock import read_clock
 from microloan.service.platform import Platform
 from microloan.store import bulk
 from microloan.store import loans as repo
-from microloan.store.ledger import book_id, post
+from microloan.store.ledger import book_id
 from microloan.store.schema import (
+    accrual,
     business_clock,
     credit_line,
     customer,
@@ -49,20 +62,31 @@ from microloan.store.schema import (
 )
 
 CHUNK = 50_000
+POOL = 200_000  # loans computed by the domain at most; a bigger book repeats them
+WRITERS = 2  # chunks written at once on PostgreSQL
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘"
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉梅"
 # (share of loans, lowest DPD, highest DPD): current, then arrears by tier
 MIX = ((0.90, 0, 0), (0.04, 1, 90), (0.03, 91, 270), (0.015, 271, 360), (0.015, 361, 420))
 TERMS = ((3, 0.2), (6, 0.3), (12, 0.4), (24, 0.1))
 RATES = (200_000, 300_000, 400_000, 500_000, 600_000)  # 0.0002 … 0.0006 a day
+TOTALS = ("interest", "penalty", "off_interest", "off_penalty", "principal")
 Progress = Callable[[int, int], None]
+Frames = dict[str, pl.DataFrame]
 
 
 def seed_portfolio(
-    p: Platform, loans: int, *, seed: int = 1, progress: Progress | None = None
+    p: Platform,
+    loans: int,
+    *,
+    seed: int = 1,
+    progress: Progress | None = None,
+    pool: int = POOL,
 ) -> dict[str, Any]:
     if loans <= 0:
         raise RuleViolation("must be at least 1", code="seed.loans", field="loans")
+    if pool <= 0:
+        raise RuleViolation("must be at least 1", code="seed.pool", field="pool")
     with p.engine.connect() as conn:
         clock = read_clock(conn, p.now)
         booked = conn.execute(sa.select(sa.func.count()).select_from(loan)).scalar_one()
@@ -87,37 +111,185 @@ def seed_portfolio(
             ).scalar_one()
         )
         book = book_id(conn, PLATFORM_BOOK)
+        unchecked = (
+            p.is_postgres
+            and conn.exec_driver_sql("SELECT current_setting('is_superuser') = 'on'").scalar_one()
+        )
     yesterday = clock.open_date - timedelta(days=1)
+    # the pool: loans computed by the domain, ids from the first free ones; every id block
+    # (customers, loans, entries) spans ``size`` ids, so copy k moves each id on by k × size
+    size = min(loans, pool)
+    accrual_entry = first_entry + loans  # the seeded accrual's entry, after the disbursements
     jobs = []
-    cid, lid, eid, left, n = first_customer, first_loan, first_entry, loans, 0
+    cid, lid, eid, left, n = first_customer, first_loan, first_entry, size, 0
     while left > 0:
-        size = min(CHUNK, left)
-        jobs.append((seed * 1_000_003 + n, size, cid, lid, eid, book, yesterday, p.now()))
-        customers = -(-size * 4 // 5)  # about 1.25 loans a customer
-        cid, lid, eid, left, n = cid + customers, lid + size, eid + size, left - size, n + 1
-    done = 0
-    totals = {"interest": 0, "penalty": 0, "off_interest": 0, "off_penalty": 0, "principal": 0}
+        chunk = min(CHUNK, left)
+        jobs.append((seed * 1_000_003 + n, chunk, cid, lid, eid, book, yesterday, p.now()))
+        # each chunk numbers its customers from its own block (at most one per loan)
+        cid, lid, eid, left, n = cid + chunk, lid + chunk, eid + chunk, left - chunk, n + 1
+    writer = _Writer(p, accrual_entry, bool(unchecked), loans, progress)
+    kept: list[Frames] = []
     workers = max(1, min(len(jobs), (os.cpu_count() or 1)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for frames in pool.map(_chunk, jobs):
-            p.transaction(lambda conn, frames=frames: _write(conn, frames))  # type: ignore[misc]
-            for k in totals:
-                totals[k] += frames["totals"][k]
-            done += frames["loans"].height
-            if progress is not None:
-                progress(done, loans)
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as procs:
+            for frames in procs.map(_chunk, jobs):
+                kept.append(frames)
+                writer.put(frames)
+        left, copy = loans - size, 1
+        while left > 0:
+            for frames in kept:
+                part = _clone(frames, copy * size, left)
+                writer.put(part)
+                left -= part["loans"].height
+                if left == 0:
+                    break
+            copy += 1
+    finally:
+        writer.close()
+    totals = writer.totals
+    last_customer = max(writer.last_customer, first_customer - 1)
     p.transaction(
-        lambda conn: _close_books(conn, p, book, yesterday, totals, first_loan, cid, lid, eid)
+        lambda conn: _close_books(
+            conn, p, book, yesterday, totals, accrual_entry, last_customer + 1, first_loan + loans
+        )
     )
+    if p.is_postgres:  # fresh statistics, so the planner knows the book's size
+        p.transaction(lambda conn: conn.exec_driver_sql("ANALYZE"))
     return {
         "loans": loans,
-        "customers": cid - first_customer,
+        "customers": writer.customers,
         "principal_fen": totals["principal"],
         "as_of": yesterday.isoformat(),
     }
 
 
-def _chunk(job: tuple[Any, ...]) -> dict[str, Any]:
+class _Writer:
+    """Writes chunks in order of arrival, each in its own transaction: on PostgreSQL up to
+    ``WRITERS`` at once (on as many connections), one at a time on SQLite. At most a few chunks
+    wait in memory; progress is reported in order as they commit."""
+
+    def __init__(
+        self,
+        p: Platform,
+        accrual_entry: int,
+        unchecked: bool,
+        total: int,
+        progress: Progress | None,
+    ) -> None:
+        self.p, self.accrual_entry, self.unchecked = p, accrual_entry, unchecked
+        self.total, self.progress = total, progress
+        self.threads = WRITERS if p.is_postgres else 1
+        self.pool = ThreadPoolExecutor(max_workers=self.threads)
+        self.pending: deque[Future[tuple[int, int, int, dict[str, int]]]] = deque()
+        self.done = self.customers = self.last_customer = 0
+        self.totals = dict.fromkeys(TOTALS, 0)
+
+    def put(self, frames: Frames) -> None:
+        while len(self.pending) > self.threads:
+            self._collect()
+        self.pending.append(self.pool.submit(self._write, frames))
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self._collect()
+        finally:
+            for f in self.pending:
+                f.cancel()
+            self.pool.shutdown(wait=True)
+
+    def _collect(self) -> None:
+        loans, customers, last_customer, totals = self.pending.popleft().result()
+        self.done += loans
+        self.customers += customers
+        self.last_customer = max(self.last_customer, last_customer)
+        for k in TOTALS:
+            self.totals[k] += totals[k]
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def _write(self, frames: Frames) -> tuple[int, int, int, dict[str, int]]:
+        rows = frames["loans"]
+        sums = rows.select(
+            pl.col("interest_recv_fen").sum().alias("interest"),
+            pl.col("penalty_recv_fen").sum().alias("penalty"),
+            pl.col("interest_memo_fen").sum().alias("off_interest"),
+            pl.col("penalty_memo_fen").sum().alias("off_penalty"),
+            pl.col("principal_fen").sum().alias("principal"),
+        ).row(0, named=True)
+        records = rows.filter(
+            pl.col("interest_booked_fen") + pl.col("penalty_booked_fen") > 0
+        ).select(
+            "loan_id",
+            pl.col("accrued_through").alias("business_date"),
+            "customer_id",
+            "book_id",
+            pl.lit(self.accrual_entry, pl.Int64).alias("entry_id"),
+            pl.col("interest_recv_fen").alias("interest_fen"),
+            pl.col("penalty_recv_fen").alias("penalty_fen"),
+            pl.col("interest_memo_fen").alias("off_interest_fen"),
+            pl.col("penalty_memo_fen").alias("off_penalty_fen"),
+        )
+
+        def work(conn: sa.Connection) -> None:
+            if self.unchecked:
+                conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            _write(conn, frames)
+            bulk.insert_frame(conn, accrual, records)
+
+        self.p.transaction(work)
+        people = frames["customers"]
+        last = int(people["customer_id"].max() or 0)  # type: ignore[arg-type]
+        return rows.height, people.height, last, {k: int(sums[k] or 0) for k in TOTALS}
+
+
+def _clone(frames: Frames, offset: int, limit: int) -> Frames:
+    """A copy of a pool chunk, its ids moved on by ``offset``, cut after ``limit`` loans (the
+    cut customer's line then holds only the loans copied)."""
+    loans = frames["loans"].head(limit)
+    ids = pl.col("loan_id")
+    cut = loans.height < frames["loans"].height
+    if cut:
+        last = int(loans["loan_id"].max())  # type: ignore[arg-type]
+        people = loans["customer_id"].unique()
+        customers = frames["customers"].filter(pl.col("customer_id").is_in(people.implode()))
+        drawn = loans.group_by("customer_id").agg(
+            pl.col("principal_fen").sum().alias("outstanding_principal_fen"),
+            pl.len().cast(pl.Int64).alias("open_loans"),
+            pl.col("over_since").is_not_null().any().alias("overdue_blocked"),
+        )
+        lines = (
+            frames["lines"]
+            .drop("outstanding_principal_fen", "open_loans", "overdue_blocked")
+            .join(drawn, on="customer_id", how="inner")
+            .with_columns(
+                limit_fen=(pl.col("outstanding_principal_fen") + 99_999) // 100_000 * 100_000
+            )
+            .select(frames["lines"].columns)
+        )
+        insts = frames["installments"].filter(ids <= last)
+        entries = frames["entries"].filter(ids <= last)
+        jlines = frames["journal_lines"].filter(ids <= last)
+    else:
+        customers, lines = frames["customers"], frames["lines"]
+        insts, entries = frames["installments"], frames["entries"]
+        jlines = frames["journal_lines"]
+    moved = [(pl.col(c) + offset).alias(c) for c in ("customer_id", "loan_id", "entry_id")]
+    return {
+        "customers": customers.with_columns(moved[0]),
+        "lines": lines.with_columns(moved[0]),
+        "loans": loans.with_columns(moved[:2]).with_columns(
+            pl.format("seed:{}", ids).alias("idempotency_key")
+        ),
+        "installments": insts.with_columns(moved[:2]),
+        "entries": entries.with_columns(moved).with_columns(
+            pl.format("seed:{}", ids).alias("reference")
+        ),
+        "journal_lines": jlines.with_columns(moved),
+    }
+
+
+def _chunk(job: tuple[Any, ...]) -> Frames:
     """One chunk's rows, computed in a worker process."""
     rng_seed, size, first_cid, first_lid, first_eid, book, yesterday, now = job
     rng = random.Random(rng_seed)
@@ -127,7 +299,6 @@ def _chunk(job: tuple[Any, ...]) -> dict[str, Any]:
     insts: list[tuple[Any, ...]] = []
     entries: list[tuple[Any, ...]] = []
     jlines: list[tuple[Any, ...]] = []
-    totals = dict.fromkeys(("interest", "penalty", "off_interest", "off_penalty", "principal"), 0)
     cid = first_cid
     per_customer = 0
     for k in range(size):
@@ -141,7 +312,7 @@ def _chunk(job: tuple[Any, ...]) -> dict[str, Any]:
         per_customer += 1
         lid = first_lid + k
         row = _one_loan(rng, cid, lid, book, yesterday, now, lines[cid][2])
-        state, on_i, on_p, off_i, off_p = row.pop("_figures")
+        state = row.pop("_state")
         loans.append(row)
         for i in state.installments:
             insts.append(
@@ -164,8 +335,6 @@ def _chunk(job: tuple[Any, ...]) -> dict[str, Any]:
         lines[cid][0] += principal
         lines[cid][1] += 1
         lines[cid][3] |= row["over_since"] is not None
-        for key, v in zip(totals, (on_i, on_p, off_i, off_p, principal), strict=True):
-            totals[key] += v
     return {
         "customers": pl.DataFrame(
             customers,
@@ -208,7 +377,6 @@ def _chunk(job: tuple[Any, ...]) -> dict[str, Any]:
         "installments": pl.DataFrame(insts, schema=_INST_SCHEMA, orient="row"),
         "entries": pl.DataFrame(entries, schema=_ENTRY_SCHEMA, orient="row"),
         "journal_lines": pl.DataFrame(jlines, schema=_JLINE_SCHEMA, orient="row"),
-        "totals": totals,
     }
 
 
@@ -277,7 +445,7 @@ def _one_loan(
         "interest_memo_fen": off_i,
         "penalty_memo_fen": off_p,
         "non_accrual": dpd_now >= NON_ACCRUAL_DPD,
-        "_figures": (full, on_i, on_p, off_i, off_p),
+        "_state": full,
     }
     return row
 
@@ -362,33 +530,52 @@ def _close_books(
     book: int,
     yesterday: date,
     totals: dict[str, int],
-    first_loan: int,
+    accrual_entry: int,
     next_customer: int,
     next_loan: int,
-    next_entry: int,
 ) -> None:
-    """The accrual entry of the seeded book, its per-loan records, the clock and sequences."""
+    """The accrual entry of the seeded book (its per-loan records, written with the loans,
+    name it by its reserved id), the clock and sequences."""
+    if p.is_postgres:
+        for table, column, nxt in (
+            ("customer", "customer_id", next_customer),
+            ("loan", "loan_id", next_loan),
+            ("journal_entry", "entry_id", accrual_entry + 1),
+        ):
+            conn.execute(
+                sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), :v)"),
+                {"v": nxt},
+            )
     entry = day_accrual_entry(
         totals["interest"], totals["penalty"], totals["off_interest"], totals["off_penalty"]
     )
     if entry is not None:
-        entry_id = post(
-            conn,
-            entry,
-            book=book,
-            business_date=yesterday,
-            created_at=p.now(),
-            reference=f"seed:accrual:{yesterday}",
+        conn.execute(
+            journal_entry.insert(),
+            {
+                "entry_id": accrual_entry,
+                "book_id": book,
+                "customer_id": None,
+                "loan_id": None,
+                "business_date": yesterday,
+                "kind": entry.kind.value,
+                "reference": f"seed:accrual:{yesterday}",
+                "created_at": p.now(),
+            },
         )
         conn.execute(
-            sa.text(
-                "INSERT INTO accrual (loan_id, business_date, customer_id, book_id, entry_id, "
-                "interest_fen, penalty_fen, off_interest_fen, off_penalty_fen) "
-                "SELECT loan_id, accrued_through, customer_id, book_id, :entry, interest_recv_fen, "
-                "penalty_recv_fen, interest_memo_fen, penalty_memo_fen FROM loan "
-                "WHERE loan_id >= :first AND interest_booked_fen + penalty_booked_fen > 0"
-            ),
-            {"entry": entry_id, "first": first_loan},
+            journal_line.insert(),
+            [
+                {
+                    "entry_id": accrual_entry,
+                    "book_id": book,
+                    "customer_id": None,
+                    "loan_id": None,
+                    "account": posting.account.value,
+                    "amount_fen": posting.amount_fen,
+                }
+                for posting in entry.postings
+            ],
         )
     clock = read_clock(conn, p.now)
     if clock.last_closed_date is None:
@@ -399,13 +586,3 @@ def _close_books(
         )
     # the ledger's balances at the close of yesterday, now that the seeded entries are in it
     conn.execute(gl_day.delete().where(gl_day.c.business_date == yesterday))
-    if p.is_postgres:
-        for table, column, nxt in (
-            ("customer", "customer_id", next_customer),
-            ("loan", "loan_id", next_loan),
-            ("journal_entry", "entry_id", next_entry),
-        ):
-            conn.execute(
-                sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), :v)"),
-                {"v": nxt},
-            )

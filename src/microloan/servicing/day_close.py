@@ -5,7 +5,7 @@ operations on the end of day's per-loan columns (``store.loans.eod_columns``): i
 performing principal, penalty on the overdue amount, both half up from exact accumulators, then
 the receivables on or off balance. That is :func:`close_quiet`. A loan with an event that day is
 closed one at a time by the domain (``eod._close_eventful``), and both give the same columns,
-which :func:`classify_chunk` turns into tiers, allowances and the chunk's figures.
+from which :func:`classify_book` then makes tiers, allowances and the day's figures.
 
 The domain (``domain.loan.advance``, ``domain.day_books.close_day``) stays the definition: a
 property test checks :func:`close_quiet` against it loan by loan.
@@ -73,7 +73,8 @@ OUTPUT = {
     "penalty_memo_fen": I64,
     "non_accrual": pl.Boolean,
     "written_off": pl.Boolean,
-    "old_tier": pl.String,
+    "written_off_on": pl.Date,
+    "tier": pl.String,
     # the day's accrual record
     "acc_interest_fen": I64,
     "acc_penalty_fen": I64,
@@ -137,10 +138,43 @@ def close_quiet(loans: pl.DataFrame, d: date) -> pl.DataFrame:
             (c("interest_memo_fen") + c("acc_off_interest_fen")).alias("interest_memo_fen"),
             (c("penalty_memo_fen") + c("acc_off_penalty_fen")).alias("penalty_memo_fen"),
             (c("dpd") >= NON_ACCRUAL_DPD).alias("non_accrual"),
-            c("tier").alias("old_tier"),
         )
     )
     return out.select(pl.col(k).cast(t) for k, t in OUTPUT.items())
+
+
+# the installment falling due on the day, for each quiet loan with a due date that day
+DUE_INPUT = {
+    "loan_id": I64,
+    "period": I64,
+    "principal_left_fen": I64,
+    "interest_paid_fen": I64,
+    "following_due": pl.Date,  # due date of the next installment (null after the last)
+}
+
+
+def close_due(loans: pl.DataFrame, due: pl.DataFrame, d: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Close ``d`` for quiet loans whose open period falls due on ``d``: the day as for any
+    quiet loan, then the period's interest is fixed (round half up of its accumulator), and from
+    the next day what is left of the installment is overdue. Returns the closed loans and the
+    installments' fixed interest (``loan_id``, ``period``, ``interest_fen``)."""
+    c = pl.col
+    closed = close_quiet(loans, d).join(due, on="loan_id", how="left", validate="1:1")
+    assert closed["period"].null_count() == 0, "a loan due today lacks its installment"
+    fixed = _half_up(c("period_interest_units"), RATE_SCALE)
+    owed = c("principal_left_fen") + c("fixed") - c("interest_paid_fen")
+    out = closed.with_columns(fixed.alias("fixed")).with_columns(
+        pl.lit(0, I64).alias("period_interest_units"),
+        (c("perf_fen") - c("principal_left_fen")).alias("perf_fen"),
+        (c("over_fen") + owed).alias("over_fen"),
+        c("following_due").alias("next_due"),
+        pl.when(c("over_since").is_null() & (owed > 0))
+        .then(pl.lit(d))
+        .otherwise(c("over_since"))
+        .alias("over_since"),
+    )
+    installments = out.select("loan_id", "period", c("fixed").alias("interest_fen"))
+    return out.select(pl.col(k).cast(t) for k, t in OUTPUT.items()), installments
 
 
 def output_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -148,12 +182,8 @@ def output_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=OUTPUT, orient="row")
 
 
-FIGURE_KEYS = (
-    "loans",
-    "interest_fen",
-    "penalty_fen",
-    "off_interest_fen",
-    "off_penalty_fen",
+ACCRUAL_KEYS = ("loans", "interest_fen", "penalty_fen", "off_interest_fen", "off_penalty_fen")
+BOOK_KEYS = (
     "overdue_loans",
     "non_accrual_loans",
     "write_off_candidates",
@@ -168,17 +198,50 @@ FIGURE_KEYS = (
     "written_off_principal_fen",
     *(f"{t.value}_{what}" for t in Tier for what in ("loans", "principal_fen", "allowance_fen")),
 )
+FIGURE_KEYS = ACCRUAL_KEYS + BOOK_KEYS
+# the columns the day's classification reads back from the closed loans
+CLASSIFY_INPUT = {
+    "loan_id": I64,
+    "customer_id": I64,
+    "book_id": I64,
+    "dpd": I64,
+    "snap_principal_fen": I64,
+    "interest_recv_fen": I64,
+    "penalty_recv_fen": I64,
+    "interest_memo_fen": I64,
+    "penalty_memo_fen": I64,
+    "written_off_on": pl.Date,
+    "tier": pl.String,
+}
 
 
-def classify_chunk(closed: pl.DataFrame) -> tuple[pl.DataFrame, dict[int, dict[str, int]]]:
-    """Tier by borrower (the chunk holds every loan of its customers), the allowance required
-    for each loan on balance, and the chunk's figures per book.
+def chunk_figures(closed: pl.DataFrame) -> dict[int, dict[str, int]]:
+    """A chunk's loans and accruals per book (what only the chunk knows)."""
+    c = pl.col
+    per_book = closed.group_by("book_id").agg(
+        pl.len().alias("loans"),
+        c("acc_interest_fen").sum().alias("interest_fen"),
+        c("acc_penalty_fen").sum().alias("penalty_fen"),
+        c("acc_off_interest_fen").sum().alias("off_interest_fen"),
+        c("acc_off_penalty_fen").sum().alias("off_penalty_fen"),
+    )
+    return {
+        int(row["book_id"]): {k: int(row[k] or 0) for k in ACCRUAL_KEYS}
+        for row in per_book.to_dicts()
+    }
+
+
+def classify_book(loans: pl.DataFrame, d: date) -> tuple[pl.DataFrame, dict[int, dict[str, int]]]:
+    """Every loan closed for ``d``: its borrower's tier (the worst DPD of their loans), the
+    allowance it requires on balance, and the figures per book.
 
     A written-off loan still counts for its borrower's tier (it is still owed and collected)
     but carries no balance and no allowance."""
     c = pl.col
+    written_off = c("written_off_on").is_not_null() & (c("written_off_on") <= d)
+    frame = loans.rename({"tier": "old_tier"}).with_columns(written_off.alias("written_off"))
     on_balance = ~c("written_off")
-    frame = closed.with_columns(
+    frame = frame.with_columns(
         pl.when(on_balance).then(c("snap_principal_fen")).otherwise(0).alias("principal_fen"),
         pl.when(on_balance).then(c("interest_recv_fen")).otherwise(0).alias("interest_fen"),
         pl.when(on_balance).then(c("penalty_recv_fen")).otherwise(0).alias("penalty_fen"),
@@ -186,11 +249,6 @@ def classify_chunk(closed: pl.DataFrame) -> tuple[pl.DataFrame, dict[int, dict[s
     classified = classify(frame)
     npl = [t.value for t in Tier if t.is_npl]
     aggs = [
-        pl.len().alias("loans"),
-        c("acc_interest_fen").sum().alias("interest_fen"),
-        c("acc_penalty_fen").sum().alias("penalty_fen"),
-        c("acc_off_interest_fen").sum().alias("off_interest_fen"),
-        c("acc_off_penalty_fen").sum().alias("off_penalty_fen"),
         (c("dpd") > 0).sum().alias("overdue_loans"),
         c("non_accrual").sum().alias("non_accrual_loans"),
         ((c("dpd") >= WRITE_OFF_DPD) & on_balance).sum().alias("write_off_candidates"),
@@ -213,8 +271,7 @@ def classify_chunk(closed: pl.DataFrame) -> tuple[pl.DataFrame, dict[int, dict[s
         ]
     per_book = classified.group_by("book_id").agg(aggs)
     figures = {
-        int(row["book_id"]): {k: int(row[k] or 0) for k in FIGURE_KEYS}
-        for row in per_book.to_dicts()
+        int(row["book_id"]): {k: int(row[k] or 0) for k in BOOK_KEYS} for row in per_book.to_dicts()
     }
     return classified, figures
 

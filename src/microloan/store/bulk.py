@@ -92,21 +92,25 @@ def update_from_frame(
     table: sa.Table,
     frame: pl.DataFrame,
     *,
-    key: str,
+    key: str | tuple[str, ...],
     columns: Sequence[str],
     constants: Mapping[str, Any] | None = None,
     guard: tuple[str, Any] | None = None,
 ) -> int:
     """Set ``columns`` (and ``constants``) of the rows whose ``key`` is in the frame, only where
     ``guard`` (column, value) still holds; returns how many rows changed."""
+    keys = (key,) if isinstance(key, str) else key
     constants = dict(constants or {})
     if frame.is_empty():
         return 0
     if is_postgres(conn):
-        stage(conn, "bulk_stage", frame.select(key, *columns))
+        stage(conn, "bulk_stage", frame.select(*keys, *columns))
         sets = [f"{c} = s.{c}" for c in columns] + [f"{c} = :c_{c}" for c in constants]
-        where = f"t.{key} = s.{key}"
-        params = {f"c_{c}": v for c, v in constants.items()}
+        where = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        params: dict[str, Any] = {f"c_{c}": v for c, v in constants.items()}
+        # the key's range too, so the plan never rests on an estimate of the guard's rows
+        params["lo"], params["hi"] = frame[keys[0]].min(), frame[keys[0]].max()
+        where += f" AND t.{keys[0]} BETWEEN :lo AND :hi"
         if guard is not None:
             where += f" AND t.{guard[0]} = :guard"
             params["guard"] = guard[1]
@@ -115,13 +119,13 @@ def update_from_frame(
         conn.exec_driver_sql("DROP TABLE bulk_stage")
         return int(count)
     sets = [f"{c} = ?" for c in columns] + [f"{c} = ?" for c in constants]
-    where = f"{key} = ?" + (f" AND {guard[0]} = ?" if guard is not None else "")
-    rows = _driver_rows(frame.select(*columns, key))
-    tail: tuple[Any, ...] = tuple(_plain(v) for v in constants.values())
+    where = " AND ".join(f"{k} = ?" for k in keys)
     if guard is not None:
-        rows = [(*r[:-1], *tail, r[-1], _plain(guard[1])) for r in rows]
-    else:
-        rows = [(*r[:-1], *tail, r[-1]) for r in rows]
+        where += f" AND {guard[0]} = ?"
+    tail: tuple[Any, ...] = tuple(_plain(v) for v in constants.values())
+    extra: tuple[Any, ...] = () if guard is None else (_plain(guard[1]),)
+    n = len(keys)
+    rows = [(*r[:-n], *tail, *r[-n:], *extra) for r in _driver_rows(frame.select(*columns, *keys))]
     cur = conn.exec_driver_sql(f"UPDATE {table.name} SET {', '.join(sets)} WHERE {where}", rows)
     return int(cur.rowcount)
 

@@ -26,6 +26,7 @@ LINE_EXPECTED = {
 }
 LOAN_EXPECTED = {
     (LoanStatus.PENDING, LoanEvent.DISBURSED): LoanStatus.OPEN,
+    (LoanStatus.PENDING, LoanEvent.DISBURSEMENT_FAILED): LoanStatus.FAILED,
     (LoanStatus.OPEN, LoanEvent.SETTLED): LoanStatus.CLOSED,
 }
 
