@@ -409,3 +409,34 @@ def test_a_database_that_was_never_initialised_gives_one_line(tmp_path: Path) ->
     db = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     line = refused("payoff", "--loan", "1", db=db)
     assert "db init" in line
+
+
+def test_a_seeded_book_through_the_end_of_day_commands(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'book.sqlite3'}"
+    cli_json("db", "init", db=db)
+    cli_json("clock", "set", "2026-06-01", db=db)
+    assert refused("portfolio", db=db).startswith("error: portfolio.no_figures [date]")
+    seeded = cli_json("seed-portfolio", "--loans", "400", "--seed", "3", db=db)
+    assert (seeded["loans"], seeded["as_of"]) == (400, "2026-05-31")
+    cli_json("clock", "set", "2026-06-03", db=db)
+    closed = cli_json("eod", db=db)["closed"]
+    assert [d["business_date"] for d in closed] == ["2026-06-01", "2026-06-02"]
+    assert all(d["loans"] == 400 and d["reconciled"] for d in closed)
+    status = cli_json("eod", "status", db=db)
+    assert (status["last_closed_date"], status["dates_to_close"]) == ("2026-06-02", 0)
+    assert [r["status"] for r in status["runs"]] == ["done", "done"]
+    assert set(status["runs"][0]["step_seconds"]) >= {"read", "compute", "update", "classify"}
+    figures = cli_json("portfolio", db=db)
+    assert figures["business_date"] == "2026-06-02" and figures["loans"] == 400
+    assert figures["reconciliation"] == {"ok": True, "issues": []}
+    npl = sum(fen(figures["by_tier"][t]["principal"]) for t in ("substandard", "doubtful", "loss"))
+    assert fen(figures["npl_balance"]) == npl > 0
+    assert figures["npl_ratio"].endswith("%") and figures["provision_coverage"] != "n/a"
+    earlier = cli_json("portfolio", "--date", "2026-06-01", db=db)
+    assert earlier["business_date"] == "2026-06-01"
+    candidates = cli_json("writeoff", "list", db=db)["candidates"]
+    assert candidates and all(c["dpd"] > 180 for c in candidates)
+    assert cli_json("ledger", "check", db=db)["ok"] is True
+    assert refused("seed-portfolio", "--loans", "0", db=db).startswith(
+        "error: input.invalid [loans]"
+    )

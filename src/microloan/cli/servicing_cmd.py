@@ -127,7 +127,29 @@ def eod_status_cmd(
 
     if limit < 1:
         raise InvalidInput("must be at least 1", field="limit")
-    emit(eod_status(platform(database), limit=limit), as_json)
+    emit(eod_status(platform(database), limit=limit), as_json, _human_status)
+
+
+def _human_status(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"营业日 open date {data['open_date']} · 已关闭至 closed through "
+        f"{data['last_closed_date'] or '—'} · 待关闭 to close {data['dates_to_close']}"
+    )
+    table = Table(title="日终运行 End-of-day runs")
+    for col in ("#", "营业日 date", "状态 status", "借款 loans", "秒 s", "对账 reconciled"):
+        table.add_column(col)
+    for r in data["runs"]:
+        table.add_row(
+            str(r["run_id"]),
+            r["business_date"],
+            r["status"],
+            f"{r['loans']:,}/{r['total']:,}",
+            "" if r["seconds"] is None else f"{r['seconds']:.1f}",
+            {True: "✓", False: f"✗ {r['mismatches']}", None: "—"}[r["reconciled"]],
+        )
+    console.print(table)
 
 
 @guarded
@@ -142,7 +164,32 @@ def portfolio_cmd(
     from microloan.service.eod_reports import portfolio
 
     on = parse_date(date_, field="date") if date_ else None
-    emit(portfolio(platform(database), on), as_json)
+    emit(portfolio(platform(database), on), as_json, _human_portfolio)
+
+
+def _human_portfolio(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"[bold]{data['business_date']}[/] 贷款余额 loan balance ¥{data['loan_balance']} · "
+        f"不良率 NPL ratio {data['npl_ratio']} · 拨备覆盖率 provision coverage "
+        f"{data['provision_coverage']} · 贷款拨备率 loan provision ratio "
+        f"{data['loan_provision_ratio']}"
+    )
+    table = Table(title="五级分类 Five tiers")
+    for col in ("分类 tier", "借款 loans", "本金 principal", "拨备 allowance"):
+        table.add_column(col)
+    for tier in data["by_tier"].values():
+        table.add_row(
+            tier["label"], f"{tier['loans']:,}", f"¥{tier['principal']}", f"¥{tier['allowance']}"
+        )
+    console.print(table)
+    recon = data["reconciliation"]
+    console.print(
+        "对账 reconciliation: 通过 ok"
+        if recon["ok"]
+        else f"对账 reconciliation: {len(recon['issues'])} 处差异 differences"
+    )
 
 
 @guarded

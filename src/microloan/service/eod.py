@@ -100,6 +100,7 @@ class DayResult:
     reconciled: bool | None = None
     mismatches: int = 0
     chunks: int = 0
+    run_id: int = 0
     ratios: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -146,6 +147,7 @@ def close_date(p: Platform, d: date, *, progress: Progress | None = None) -> Day
     run_id = p.transaction(lambda conn: _start_run(conn, d, p))
     if run_id is None:
         return result  # another run closed it already
+    result.run_id = run_id
     clocks: dict[str, float] = defaultdict(float)
     t0 = time.perf_counter()
     from microloan.service import payments  # the rail's results for d, before its loans
@@ -351,6 +353,12 @@ def _close_chunk(
     if fixed is not None:
         bulk.update_from_frame(
             conn, installment, fixed, key=("loan_id", "period"), columns=("interest_fen",)
+        )
+    if result.run_id:  # progress that `eod status` shows while the run goes on
+        conn.execute(
+            eod_run.update()
+            .where(eod_run.c.run_id == result.run_id)
+            .values(loans=eod_run.c.loans + closed.height, chunks=eod_run.c.chunks + 1)
         )
     if frames is not None:
         frames.append(closed.select(list(dc.CLASSIFY_INPUT)))
