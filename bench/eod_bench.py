@@ -11,7 +11,9 @@ Timed, for each of ``--days`` days: the clock is set one day on (as ``microloan 
 does), then ``eod.run_eod`` closes the date in this process. Recorded: wall seconds, loans/s,
 the run's step seconds (as ``microloan eod status --json`` shows them), this process's peak RSS
 (``resource.getrusage``) and whether the books reconciled; also the CPU used meanwhile by this
-process, the database's backends and everything else on the machine (read from ``/proc``).
+process, the database's backends and everything else on the machine (read from ``/proc``), and
+on PostgreSQL what the database's sessions were doing or waiting on, sampled from
+``pg_stat_activity`` four times a second (``database_waits``: samples by wait and statement).
 
 ``--load``: ``--load-processes`` client processes (spawn), each on its own fresh customers
 (created with their lines during setup) and its own share of a random sample of the book's open
@@ -38,6 +40,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -109,12 +112,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--load", action="store_true", help="run a concurrent load, idle first, then during"
     )
-    ap.add_argument("--load-processes", type=int, default=2, help="load clients (default 2)")
+    ap.add_argument("--load-processes", type=int, default=4, help="load clients (default 4)")
     ap.add_argument(
         "--load-rate",
         type=float,
-        default=100.0,
-        help="operations a second, all load clients together (default 100)",
+        default=60.0,
+        help="operations a second, all load clients together (default 60)",
     )
     ap.add_argument(
         "--load-seconds", type=float, default=20.0, help="idle load phase (default 20 s)"
@@ -294,6 +297,55 @@ def _peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+class WaitSampler:
+    """PostgreSQL: what the database's active sessions wait on, sampled every ``every`` seconds
+    from ``pg_stat_activity`` on a connection of its own (counts of samples, by wait and by the
+    statement's first words)."""
+
+    def __init__(self, url: str | None, every: float = 0.25) -> None:
+        self.url, self.every = url, every
+        self.counts: Counter[str] = Counter()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> WaitSampler:
+        if self.url is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        import psycopg
+
+        assert self.url is not None
+        with psycopg.connect(self.url.replace("+psycopg", ""), autocommit=True) as conn:
+            while not self._stop.wait(self.every):
+                rows = conn.execute(
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), "
+                    "regexp_replace(left(query, 48), '\\s+', ' ', 'g') FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND state = 'active' "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchall()
+                self.samples += 1
+                for wait, query in rows:
+                    self.counts[f"{wait} | {query}"] += 1
+
+    def summary(self, top: int = 12) -> dict[str, Any] | None:
+        if self.url is None:
+            return None
+        return {
+            "samples": self.samples,
+            "every_s": self.every,
+            "top": dict(self.counts.most_common(top)),
+        }
+
+
 def close_one_day(p: Any, pids: set[int], db_name: str | None) -> dict[str, Any]:
     """Set the clock one day on and close the date before it, in this process."""
     from microloan.service.clock import read_clock, set_clock
@@ -306,9 +358,11 @@ def close_one_day(p: Any, pids: set[int], db_name: str | None) -> dict[str, Any]
     rss_before = _rss_mib()
     g0 = _cpu_by_group(pids, db_name)
     load0 = os.getloadavg()[0]
-    t = time.perf_counter()
-    days = run_eod(p)
-    wall = time.perf_counter() - t
+    url = p.engine.url.render_as_string(hide_password=False) if p.is_postgres else None
+    with WaitSampler(url) as waits:
+        t = time.perf_counter()
+        days = run_eod(p)
+        wall = time.perf_counter() - t
     g1 = _cpu_by_group(pids, db_name)
     closed = {d.business_date.isoformat() for d in days}
     runs = [
@@ -332,6 +386,7 @@ def close_one_day(p: Any, pids: set[int], db_name: str | None) -> dict[str, Any]
         "peak_rss_mib": _peak_rss_mib(),
         "load_average_1m_at_start": round(load0, 2),
         "machine_cpu": _cpu_delta(g0, g1, max(loans, 1), wall),
+        "database_waits": waits.summary(),
     }
 
 
@@ -542,7 +597,9 @@ class LoadRunner:
         return sorted(reports, key=lambda r: r["index"])
 
 
-def summarise_load(reports: list[dict[str, Any]], days: int, idle_s: float) -> dict[str, Any]:
+def summarise_load(
+    reports: list[dict[str, Any]], days: int, idle_s: float, during_s: float
+) -> dict[str, Any]:
     def merged(phases: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for kind in KINDS:
@@ -573,6 +630,7 @@ def summarise_load(reports: list[dict[str, Any]], days: int, idle_s: float) -> d
         ratio[kind] = round(b / a, 2) if a and b else None
     for kind in KINDS:
         idle[kind]["per_s"] = round(idle[kind]["count"] / idle_s, 1) if idle_s else None
+        during[kind]["per_s"] = round(during[kind]["count"] / during_s, 1) if during_s else None
     return {
         "idle": idle,
         "during": during,
@@ -672,9 +730,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         load = LoadRunner(url, args, p)
         pids |= load.pids
         load.set_phase(IDLE)
-        t = time.perf_counter()
-        time.sleep(args.load_seconds)
-        idle_s = time.perf_counter() - t
+        g0 = _cpu_by_group(pids, db_name)
+        with WaitSampler(url if p.is_postgres else None) as idle_waits:
+            t = time.perf_counter()
+            time.sleep(args.load_seconds)
+            idle_s = time.perf_counter() - t
+        idle_cpu = _cpu_delta(g0, _cpu_by_group(pids, db_name), 1, idle_s)
     days = []
     for k in range(args.days):
         if load is not None:
@@ -684,7 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if load is not None:
         reports = load.stop()
         crashed = [r["crashed"] for r in reports if "crashed" in r]
-        load_info = summarise_load(reports, args.days, idle_s)
+        load_info = summarise_load(reports, args.days, idle_s, sum(d["wall_s"] for d in days))
         after = close_one_day(p, {os.getpid()}, db_name)  # the load's own date, quiet
         touched = {i for r in reports for i in (*r.get("drawn", []), *r.get("repaid", []))}
         load_info.update(
@@ -693,6 +754,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_per_s=args.load_rate,
             mix=dict(zip(KINDS, args.mix_weights, strict=True)),
             idle_seconds=round(idle_s, 2),
+            idle_machine_cpu={k: v for k, v in idle_cpu.items() if k != "cpu_ms_per_op"},
+            idle_database_waits=idle_waits.summary(),
             sampled_loans=load.sampled,
             crashed=crashed or None,
             after_load_day={

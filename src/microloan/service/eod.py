@@ -67,7 +67,8 @@ from microloan.store.schema import (
     write_off,
 )
 
-CHUNK = 50_000  # loan ids per chunk (one transaction each)
+CHUNK = 50_000  # loan ids read and computed at once
+WRITE_BATCH = 10_000  # loans written per transaction
 THREADS = 2  # chunks in flight at once on PostgreSQL
 _LOCK = threading.Lock()
 MAX_WAIT_S = 300.0  # how long a date waits for loans that a parallel runner holds
@@ -177,9 +178,7 @@ def _close_loans_and_finish(
     def chunk(start: int, top: int) -> None:
         while True:
             try:
-                p.transaction(
-                    lambda conn: _close_chunk(conn, d, p, result, start, top, clocks, frames)
-                )
+                _close_chunk(p, d, result, start, top, clocks, frames)
                 return
             except _Moved:
                 continue  # another runner closed some of these loans: read the range again
@@ -192,9 +191,7 @@ def _close_loans_and_finish(
             for _ in pool.map(lambda start, top=top: chunk(start, top), starts):
                 if progress is not None:
                     progress(d, result.loans, max(total, result.loans))
-        t0 = time.perf_counter()
         done = p.transaction(lambda conn: _finish(conn, d, run_id, result, p, clocks, frames))
-        clocks["finish"] += time.perf_counter() - t0
         if done:
             return result
         total, top = _count_due(p, d)
@@ -288,16 +285,43 @@ _READ_SCHEMA = {
 
 
 def _close_chunk(
-    conn: sa.Connection,
-    d: date,
     p: Platform,
+    d: date,
     result: DayResult,
     after: int,
     top: int,
     clocks: dict[str, float],
     frames: list[pl.DataFrame] | None = None,
 ) -> None:
-    """Close the loans of d with ids in (after, after + CHUNK]."""
+    """Close the loans of d with ids in (after, after + CHUNK]: read and computed at once, then
+    written in batches of WRITE_BATCH loans, one short transaction each, so that a repayment
+    waiting for a loan's row lock waits for one batch at most."""
+    with p.engine.connect() as conn:
+        work = _compute_chunk(conn, d, after, clocks)
+    if work is None:
+        return
+    closed, inst_updates, fixed = work
+    for lo in range(0, closed.height, WRITE_BATCH):
+        batch = closed.slice(lo, WRITE_BATCH)
+        ids = set(batch["loan_id"].to_list())
+        p.transaction(
+            lambda conn, batch=batch, ids=ids: _write_batch(  # type: ignore[misc]
+                conn,
+                d,
+                p,
+                result,
+                batch,
+                [u for u in inst_updates if u["b_loan_id"] in ids],
+                None if fixed is None else fixed.filter(pl.col("loan_id").is_in(list(ids))),
+                clocks,
+                frames,
+            )
+        )
+
+
+def _compute_chunk(
+    conn: sa.Connection, d: date, after: int, clocks: dict[str, float]
+) -> tuple[pl.DataFrame, list[dict[str, Any]], pl.DataFrame | None] | None:
     hi = after + CHUNK
     _no_jit(conn)
     t0 = time.perf_counter()
@@ -310,7 +334,7 @@ def _close_chunk(
     )
     _tick(clocks, "read", t0)
     if frame.is_empty():
-        return
+        return None
     t0 = time.perf_counter()
     paid_today = set(
         conn.execute(
@@ -347,10 +371,25 @@ def _close_chunk(
     if not busy.is_empty():
         parts.append(_close_eventful(conn, busy, d, offs, inst_updates))
     closed = pl.concat(parts)
-    figures = dc.chunk_figures(closed)
     _tick(clocks, "compute", t0)
+    return closed, inst_updates, fixed
+
+
+def _write_batch(
+    conn: sa.Connection,
+    d: date,
+    p: Platform,
+    result: DayResult,
+    closed: pl.DataFrame,
+    inst_updates: list[dict[str, Any]],
+    fixed: pl.DataFrame | None,
+    clocks: dict[str, float],
+    frames: list[pl.DataFrame] | None,
+) -> None:
+    _no_jit(conn)
+    figures = dc.chunk_figures(closed)
     _write_chunk(conn, d, p, closed, figures, inst_updates, clocks)
-    if fixed is not None:
+    if fixed is not None and not fixed.is_empty():
         bulk.update_from_frame(
             conn, installment, fixed, key=("loan_id", "period"), columns=("interest_fen",)
         )
@@ -535,29 +574,8 @@ def _write_chunk(
     inst_updates: list[dict[str, Any]],
     clocks: dict[str, float],
 ) -> None:
-    t0 = time.perf_counter()
-    written = bulk.update_from_frame(
-        conn,
-        loan,
-        closed,
-        key="loan_id",
-        columns=_LOAN_SET,
-        constants={"closed_through": d},
-        guard=("closed_through", d - timedelta(days=1)),
-    )
-    if written != closed.height:
-        raise _Moved(f"{closed.height - written} loans of the chunk moved under it")
-    if inst_updates:
-        conn.execute(
-            installment.update()
-            .where(
-                installment.c.loan_id == sa.bindparam("b_loan_id"),
-                installment.c.period == sa.bindparam("b_period"),
-            )
-            .values({k: sa.bindparam(k) for k in inst_updates[0] if not k.startswith("b_")}),
-            inst_updates,
-        )
-    _tick(clocks, "update", t0)
+    # the accrual records and entries first: the loans' rows are locked (against a repayment
+    # of the same loan) only from the update to the commit
     t1 = time.perf_counter()
     accruing = closed.filter(
         (pl.col("acc_interest_fen") != 0)
@@ -582,9 +600,8 @@ def _write_chunk(
         else:
             entry_id = _zero_entry(conn, book_id, d, p)
         if not mine.is_empty():
-            bulk.insert_frame(
+            _insert_accruals(
                 conn,
-                accrual,
                 mine.select(
                     "loan_id",
                     pl.lit(d).alias("business_date"),
@@ -601,6 +618,42 @@ def _write_chunk(
             eod_chunk.insert(), {"business_date": d, "book_id": book_id, "figures": json.dumps(f)}
         )
     _tick(clocks, "accrual", t1)
+    t0 = time.perf_counter()
+    written = bulk.update_from_frame(
+        conn,
+        loan,
+        closed,
+        key="loan_id",
+        columns=_LOAN_SET,
+        constants={"closed_through": d},
+        guard=("closed_through", d - timedelta(days=1)),
+    )
+    if written != closed.height:
+        raise _Moved(f"{closed.height - written} loans of the chunk moved under it")
+    if inst_updates:
+        conn.execute(
+            installment.update()
+            .where(
+                installment.c.loan_id == sa.bindparam("b_loan_id"),
+                installment.c.period == sa.bindparam("b_period"),
+            )
+            .values({k: sa.bindparam(k) for k in inst_updates[0] if not k.startswith("b_")}),
+            inst_updates,
+        )
+    _tick(clocks, "update", t0)
+
+
+def _insert_accruals(conn: sa.Connection, frame: pl.DataFrame) -> None:
+    """The records; one already there means another runner closed these loans meanwhile."""
+    try:
+        bulk.insert_frame(conn, accrual, frame)
+    except Exception as exc:  # sqlite3 through SQLAlchemy, or psycopg's COPY directly
+        duplicate = (
+            isinstance(exc, sa.exc.IntegrityError) or getattr(exc, "sqlstate", "") == "23505"
+        )
+        if not duplicate:
+            raise
+        raise _Moved("the accrual records of these loans are already written") from None
 
 
 def _span(frame: pl.DataFrame) -> str:
@@ -675,7 +728,20 @@ def _finish(
     if clock.last_closed_date is not None and clock.last_closed_date >= d:
         _record_run(conn, run_id, "shared", result, p, clocks)  # another runner closed the date
         return True
-    if conn.execute(sa.select(sa.func.count()).where(_due_filter(d))).scalar_one():
+    started = time.perf_counter()
+    # one pass over the loans: still due (a parallel runner holds some), closed, reminders due
+    today = d + timedelta(days=1)
+    remind_on = [today + timedelta(days=n) for n in p.settings.reminder_days]
+    due, done, reminders = conn.execute(
+        sa.select(
+            sa.func.count().filter(_due_filter(d)),
+            sa.func.count().filter(_done_filter(d)),
+            sa.func.count().filter(
+                loan.c.status == LoanStatus.OPEN.value, loan.c.next_due.in_(remind_on)
+            ),
+        )
+    ).one()
+    if due:
         return False
     _no_jit(conn)
     per_book: dict[int, dict[str, int]] = defaultdict(dict)
@@ -684,7 +750,7 @@ def _finish(
     ):
         per_book[int(book_id)] = dc.add_figures(per_book[int(book_id)], json.loads(text))
     t0 = time.perf_counter()
-    closed = _closed_loans(conn, d, frames or [])
+    closed = _closed_loans(conn, d, frames or [], done)
     classified, book_figures = dc.classify_book(closed, d)
     for book_id, f in book_figures.items():
         per_book[book_id] = dc.add_figures(per_book[book_id], f)
@@ -747,8 +813,10 @@ def _finish(
     result.write_off_candidates = total["write_off_candidates"]
     result.mismatches = mismatches
     result.reconciled = mismatches == 0
-    result.reminders_due = _reminders_due(conn, d, p)
+    result.reminders_due = int(reminders)
     conn.execute(business_clock.update().where(business_clock.c.id == 1).values(last_closed_date=d))
+    if clocks is not None:
+        clocks["finish"] = time.perf_counter() - started
     _record_run(conn, run_id, "done", result, p, clocks)
     # runs of d that died half way (a runner still alive records itself "shared" when it ends)
     conn.execute(
@@ -763,10 +831,11 @@ def _finish(
     return True
 
 
-def _closed_loans(conn: sa.Connection, d: date, frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """The loans closed for d, as this run kept them, or read back when it did not close them
-    all (a rerun after a crash, a parallel runner)."""
-    done = conn.execute(sa.select(sa.func.count()).where(_done_filter(d))).scalar_one()
+def _closed_loans(
+    conn: sa.Connection, d: date, frames: list[pl.DataFrame], done: int
+) -> pl.DataFrame:
+    """The ``done`` loans closed for d, as this run kept them, or read back when it did not
+    close them all (a rerun after a crash, a parallel runner)."""
     if frames and sum(f.height for f in frames) == done:
         return pl.concat(frames)
     return bulk.read_frame(
@@ -886,19 +955,6 @@ def _principal_by_loan(conn: sa.Connection, d: date, book_id: int) -> int:
             },
         )
     return len(rows)
-
-
-def _reminders_due(conn: sa.Connection, d: date, p: Platform) -> int:
-    """Loans with an installment due 3 days or 1 day after the next open date (servicing §3)."""
-    today = d + timedelta(days=1)
-    days = [today + timedelta(days=n) for n in p.settings.reminder_days]
-    return int(
-        conn.execute(
-            sa.select(sa.func.count()).where(
-                loan.c.status == LoanStatus.OPEN.value, loan.c.next_due.in_(days)
-            )
-        ).scalar_one()
-    )
 
 
 def _record_run(
