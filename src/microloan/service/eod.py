@@ -103,7 +103,6 @@ class DayResult:
     chunks: int = 0
     run_id: int = 0
     ratios: dict[str, str] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
