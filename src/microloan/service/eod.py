@@ -8,10 +8,11 @@ For each date d from the last closed date + 1 to the day before the open date, i
    due date or a write-off that day), on- or off-balance booking (non-accrual from 91 DPD), the
    per-loan accrual records, one accrual entry per book and the chunk's accrual figures;
 3. then, in the transaction that closes the date: five-tier classification by borrower over the
-   closed loans, the allowance each requires, line blocks and unblocks, provisions brought to
-   the required level (the change of the total is booked), the ledger's balances for d (the
-   previous day's plus d's movements) reconciled with the sum over loans, account by account,
-   every difference recorded; the day's portfolio figures, the reminders due, the run record.
+   closed loans, the allowance each requires, provisions brought to the required level (the
+   change of the total is booked), the ledger's balances for d (the previous day's plus d's
+   movements) reconciled with the sum over loans, account by account, every difference
+   recorded; the day's portfolio figures, the reminders due, the run record;
+4. after it, in short transactions: the loans' new tiers, line blocks and unblocks.
 
 Exactly once: a loan's snapshot moves only from d − 1 to d (``closed_through``), in the same
 transaction as its accrual records, its entry and the chunk's figures; everything after reads
@@ -103,6 +104,7 @@ class DayResult:
     chunks: int = 0
     run_id: int = 0
     ratios: dict[str, str] = field(default_factory=dict)
+    tier_changes: pl.DataFrame | None = None  # loans whose tier the close changed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -192,6 +194,7 @@ def _close_loans_and_finish(
                     progress(d, result.loans, max(total, result.loans))
         done = p.transaction(lambda conn: _finish(conn, d, run_id, result, p, clocks, frames))
         if done:
+            _after_close(p, d, result)
             return result
         total, top = _count_due(p, d)
         if waited_s >= MAX_WAIT_S:
@@ -677,6 +680,25 @@ def _zero_entry(conn: sa.Connection, book_id: int, d: date, p: Platform) -> int:
     )
 
 
+def _after_close(p: Platform, d: date, result: DayResult) -> None:
+    """Once the date is closed: each loan's new tier and the lines' overdue blocks, in short
+    transactions, so that no repayment waits for the closing transaction to hold those rows.
+    Both are derived again by the next close (a tier differing from the stored one is written
+    then; repayments recompute a line's block themselves), so a crash here loses nothing."""
+    changes = result.tier_changes
+    if changes is not None:
+        for lo in range(0, changes.height, WRITE_BATCH):
+            batch = changes.slice(lo, WRITE_BATCH)
+            p.transaction(
+                lambda conn, batch=batch: bulk.update_from_frame(  # type: ignore[misc]
+                    conn, loan, batch, key="loan_id", columns=("tier",)
+                )
+            )
+        result.tier_changes = None
+    result.blocked_lines = p.transaction(lambda conn: _block_lines(conn, d))
+    p.transaction(lambda conn: _set_run(conn, result.run_id, blocked_lines=result.blocked_lines))
+
+
 def _block_lines(conn: sa.Connection, d: date) -> int:
     """Block the lines with a loan overdue at the end of d (the live figure: a repayment made
     since already counts), unblock the others; only lines that change are written."""
@@ -753,9 +775,10 @@ def _finish(
     classified, book_figures = dc.classify_book(closed, d)
     for book_id, f in book_figures.items():
         per_book[book_id] = dc.add_figures(per_book[book_id], f)
-    moved = classified.filter(pl.col("tier") != pl.col("old_tier"))
-    bulk.update_from_frame(conn, loan, moved, key="loan_id", columns=("tier",))
-    result.blocked_lines = _block_lines(conn, d)
+    # written after the date closes, in short transactions of their own (see _after_close)
+    result.tier_changes = classified.filter(pl.col("tier") != pl.col("old_tier")).select(
+        "loan_id", "tier"
+    )
     if clocks is not None:
         clocks["classify"] += time.perf_counter() - t0
     balances = _ledger_balances(conn, d, set(per_book))
