@@ -177,20 +177,6 @@ def repayment_entry(
     )
 
 
-def accrual_entry(interest_fen: int, penalty_fen: int) -> Entry | None:
-    """The accrual of many loans for one date, as one entry; None when there is nothing."""
-    assert interest_fen >= 0 and penalty_fen >= 0
-    if interest_fen == 0 and penalty_fen == 0:
-        return None
-    return _entry(
-        EntryKind.ACCRUAL,
-        (Account.INTEREST_RECEIVABLE, interest_fen),
-        (Account.INTEREST_INCOME, -interest_fen),
-        (Account.PENALTY_RECEIVABLE, penalty_fen),
-        (Account.PENALTY_INCOME, -penalty_fen),
-    )
-
-
 def day_accrual_entry(
     interest_fen: int, penalty_fen: int, off_interest_fen: int, off_penalty_fen: int
 ) -> Entry | None:
