@@ -12,6 +12,7 @@ Problems are collected, not raised: the report lists all of them.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -135,7 +136,8 @@ def _check_loans(
                 sa.func.sum(accrual.c.off_interest_fen).label("oi"),
                 sa.func.sum(accrual.c.off_penalty_fen).label("op"),
             )
-            .where(accrual.c.loan_id.in_(ids))
+            # the key leads with the date: one probe per date the batch's loans can have
+            .where(accrual.c.business_date.in_(_dates_of(rows)), accrual.c.loan_id.in_(ids))
             .group_by(accrual.c.loan_id)
         )
     }
@@ -161,6 +163,13 @@ def _check_loans(
             )
         except AssertionError as exc:
             problems.append(f"loan {r.loan_id}: {exc}")
+
+
+def _dates_of(rows: list[Any]) -> list[date]:
+    """Every business date from the first draw of these loans to the last date closed."""
+    first = min(r.drawn_on for r in rows)
+    last = max(max(r.closed_through, r.accrued_through) for r in rows)
+    return [first + timedelta(days=k) for k in range((last - first).days + 1)]
 
 
 def _check_loan(
