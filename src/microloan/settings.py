@@ -53,3 +53,18 @@ class Settings(BaseSettings):
     referral_reward_fen: int = 500  # each side, per granted invitee
     referral_double_after: int = 5  # the inviter's reward doubles after this many successes
     referral_cap_fen: int = 20_000  # per inviter per campaign
+
+    # the HTTP API (issue 5). Channel gateways sign each borrower request with their channel's
+    # secret (HMAC-SHA256); secrets as {"wechat": "<base64 of ≥ 32 bytes>", …}, or a file holding
+    # that JSON, created with fresh secrets on first use on the embedded SQLite default
+    gateway_secrets: dict[str, str] = Field(default={})
+    gateway_secrets_file: str = "var/gateway-secrets.json"
+    gateway_window_s: int = Field(default=300, ge=10, le=3600)  # timestamp skew allowed
+    # operator sessions (bearer tokens)
+    operator_session_hours: float = Field(default=8.0, gt=0.0, le=24.0)
+    # rate limits per identity ("N/second|minute|hour"; the `limits` library's notation), kept in
+    # process memory by default, or shared through "redis://host:port" between server processes
+    rate_limit_storage: str = "memory://"
+    rate_limit_borrower: str = "120/minute"
+    rate_limit_operator: str = "600/minute"
+    rate_limit_public: str = "600/minute"  # per client address, on the public pages

@@ -64,7 +64,7 @@ def test_invite_onboard_apply_through_the_command_line(tmp_path: Path) -> None:
         capture_output=True,
         timeout=TIMEOUT_S,
     )
-    assert cli.json("db", "init")["revision"] == "0004"
+    assert cli.json("db", "init")["revision"] == "0005"
     cli.json("operator", "add", "--username", "maker", "--role", "risk_analyst")
     cli.json("operator", "add", "--username", "checker", "--role", "risk_analyst")
     version = cli.json("model", "register", "--model", str(DEMO_MODEL), "--operator", "maker")[

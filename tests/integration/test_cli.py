@@ -147,7 +147,7 @@ def test_quote_equal_principal_is_the_default_method() -> None:
 
 def test_a_loan_through_every_command(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
-    assert cli_json("db", "init", db=db) == {"database": db, "revision": "0004"}
+    assert cli_json("db", "init", db=db) == {"database": db, "revision": "0005"}
     assert cli_json("clock", "set", "2026-01-31", db=db) == {
         "mode": "manual",
         "open_date": "2026-01-31",

@@ -388,6 +388,38 @@ def worker_cmd(
     emit(seen.as_dict(), as_json)
 
 
+@app.command("serve")
+@guarded
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
+    no_demo: Annotated[
+        bool, typer.Option("--no-demo", help="Start empty: no demo data on first start.")
+    ] = False,
+    database: Database = None,
+) -> None:
+    """服务 Run the HTTP API, borrower pages and operator console. On first start into an
+    empty database the demo population and book are loaded, unless --no-demo."""
+    import uvicorn
+
+    from microloan.api.app import create_app
+    from microloan.cli.common import err_console
+    from microloan.service.admin import init_db
+    from microloan.service.demo import load_demo
+
+    p = platform(database)
+    if no_demo:
+        init_db(p)
+    else:
+        loaded = load_demo(p)
+        if loaded["loaded"]:
+            err_console.print("演示数据已载入 demo data loaded", highlight=False)
+    err_console.print(
+        f"微粒贷平台 microloan on http://{host}:{port}/ (API docs /docs)", highlight=False
+    )
+    uvicorn.run(create_app(p), host=host, port=port, log_level="warning")
+
+
 @ledger_app.command("check")
 @guarded
 def ledger_check_cmd(database: Database = None, as_json: AsJson = False) -> None:

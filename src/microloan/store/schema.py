@@ -556,6 +556,30 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_subject", "subject"),
 )
 
+# --- the HTTP API (issue 5) ----------------------------------------------------------------------
+
+# nonces of signed channel-gateway requests seen within the signature window: a replay is refused
+gateway_nonce = sa.Table(
+    "gateway_nonce",
+    metadata,
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("seen_at", TS, nullable=False),
+    sa.Index("ix_gateway_nonce_seen_at", "seen_at"),
+)
+
+# operator sessions of the API and console: only a hash of the bearer token is kept
+operator_session = sa.Table(
+    "operator_session",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("operator_id", Id, sa.ForeignKey("operator.operator_id"), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Column("revoked_at", TS),
+    sa.Index("ix_operator_session_operator", "operator_id"),
+)
+
 # --- decisions and models (access-and-decisions §3–§4) ------------------------------------------
 
 model_version = sa.Table(

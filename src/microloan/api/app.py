@@ -1,0 +1,47 @@
+"""The application: ``create_app(platform)`` builds the FastAPI app with every router, the
+problem+json error handlers and the rate limiter; ``microloan serve`` runs it under uvicorn."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import FastAPI
+
+from microloan.api import borrower, operator, problems, public
+from microloan.api.problems import PROBLEM_RESPONSES
+from microloan.api.ratelimit import RateLimiter
+from microloan.service.platform import Platform
+
+DESCRIPTION = """微粒贷式循环小额信贷平台 An online revolving micro-credit platform.
+
+* **借款人 Borrowers** call through their channel's gateway, which signs every request
+  (HMAC-SHA256 with the channel's secret over method, path, timestamp, nonce, open id and body).
+* **运营 Operators** log in for a bearer token; roles decide what each may do.
+* **公开 Public**: the invitation check and the referral landing page.
+
+Errors are `application/problem+json` with a stable `code` and the `field` concerned.
+Money-moving endpoints take an `Idempotency-Key` header.
+"""
+
+
+def create_app(p: Platform | None = None) -> FastAPI:
+    platform = p if p is not None else Platform.connect()
+    app = FastAPI(
+        title="microloan",
+        version=version("microloan"),
+        description=DESCRIPTION,
+        responses=PROBLEM_RESPONSES,
+    )
+    app.state.platform = platform
+    app.state.limiter = RateLimiter(platform.settings.rate_limit_storage)
+    problems.install(app)
+
+    @app.get("/healthz", tags=["public"], summary="存活 Liveness")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    app.include_router(public.router, prefix="/v1/public", tags=["public"])
+    app.include_router(borrower.router, prefix="/v1", tags=["borrower"])
+    app.include_router(operator.router, prefix="/v1/operator", tags=["operator"])
+    return app

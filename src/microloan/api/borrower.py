@@ -1,0 +1,7 @@
+"""The borrower API (issue 5)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
