@@ -7,8 +7,9 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from microloan.api import borrower, operator, problems, public
+from microloan.api import borrower, operator, pages, problems, public
 from microloan.api.problems import PROBLEM_RESPONSES
 from microloan.api.ratelimit import RateLimiter
 from microloan.service.platform import Platform
@@ -44,4 +45,6 @@ def create_app(p: Platform | None = None) -> FastAPI:
     app.include_router(public.router, prefix="/v1/public", tags=["public"])
     app.include_router(borrower.router, prefix="/v1", tags=["borrower"])
     app.include_router(operator.router, prefix="/v1/operator", tags=["operator"])
+    app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
+    app.include_router(pages.router)
     return app
