@@ -67,4 +67,5 @@ class Settings(BaseSettings):
     rate_limit_storage: str = "memory://"
     rate_limit_borrower: str = "120/minute"
     rate_limit_operator: str = "600/minute"
+    rate_limit_operator_login: str = "10/minute"  # per address and per username
     rate_limit_public: str = "600/minute"  # per client address, on the public pages

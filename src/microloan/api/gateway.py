@@ -1,0 +1,332 @@
+"""The channel gateway: every borrower request comes through the borrower's channel (WeChat, QQ
+…), which signs it with the channel's secret. The platform checks the signature, the time and
+the nonce (a replayed request is refused), then counts the request against the borrower's rate
+limit and finds the customer behind the channel user.
+
+The string signed, one part a line::
+
+    METHOD
+    /path?raw-query
+    unix seconds (X-Timestamp)
+    nonce (X-Nonce)
+    channel (X-Channel)
+    open id (X-Open-Id)
+    hex SHA-256 of the raw body
+
+and ``X-Signature`` is its HMAC-SHA256 with the channel's secret, in lower-case hex.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, Request
+from sqlalchemy.dialects import postgresql, sqlite
+from starlette.concurrency import run_in_threadpool
+
+from microloan.api.deps import get_limiter, get_platform
+from microloan.api.problems import ApiError
+from microloan.api.ratelimit import RateLimiter
+from microloan.service.platform import Platform
+from microloan.store.schema import channel, channel_identity, gateway_nonce
+
+H_CHANNEL = "X-Channel"
+H_OPEN_ID = "X-Open-Id"
+H_TIMESTAMP = "X-Timestamp"
+H_NONCE = "X-Nonce"
+H_SIGNATURE = "X-Signature"
+HEADERS = (H_CHANNEL, H_OPEN_ID, H_TIMESTAMP, H_NONCE, H_SIGNATURE)
+
+SECRET_BYTES = 32
+MIN_SECRET_BYTES = 32
+NONCE_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+OPEN_ID_MAX = 64
+CHANNEL_MAX = 16
+SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+PRUNE_EVERY = 256  # requests between two deletions of expired nonces (per process)
+
+_prune_tick = itertools.count(1)
+_file_lock = threading.Lock()
+# secrets files read, by path: (modification time in ns, {channel: secret})
+_file_cache: dict[str, tuple[int, dict[str, bytes]]] = {}
+
+
+@dataclass(frozen=True)
+class Borrower:
+    """The caller of a borrower endpoint: a channel user, and its customer once verified."""
+
+    channel: str
+    open_id: str
+    customer_id: int | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Signing (the gateway's side; also the tests', the demo login's and the load benchmark's)
+
+
+def string_to_sign(
+    method: str, path: str, timestamp: str, nonce: str, channel_code: str, open_id: str, body: bytes
+) -> bytes:
+    digest = hashlib.sha256(body).hexdigest()
+    parts = [method.upper(), path, timestamp, nonce, channel_code, open_id, digest]
+    return "\n".join(parts).encode()
+
+
+def sign(
+    secret: bytes,
+    method: str,
+    path: str,
+    timestamp: str,
+    nonce: str,
+    channel_code: str,
+    open_id: str,
+    body: bytes,
+) -> str:
+    """The request's signature: lower-case hex HMAC-SHA256 of the string to sign."""
+    message = string_to_sign(method, path, timestamp, nonce, channel_code, open_id, body)
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    secret: bytes,
+    method: str,
+    path: str,
+    channel_code: str,
+    open_id: str,
+    body: bytes = b"",
+    *,
+    now: datetime | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """The gateway headers of one request (a fresh random nonce unless one is given)."""
+    timestamp = str(int(now.timestamp()) if now is not None else int(time.time()))
+    nonce = nonce if nonce is not None else secrets.token_urlsafe(18)
+    return {
+        H_CHANNEL: channel_code,
+        H_OPEN_ID: open_id,
+        H_TIMESTAMP: timestamp,
+        H_NONCE: nonce,
+        H_SIGNATURE: sign(secret, method, path, timestamp, nonce, channel_code, open_id, body),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Channel secrets
+
+
+def _unknown_channel(code: str) -> ApiError:
+    return ApiError(
+        401, f"unknown channel {code!r}", code="gateway.unknown_channel", field=H_CHANNEL
+    )
+
+
+def _decode_secret(text: str, where: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(
+            500, f"{where}: a channel secret is not base64", code="config.gateway_secrets"
+        ) from None
+    if len(raw) < MIN_SECRET_BYTES:
+        raise ApiError(
+            500,
+            f"{where}: a channel secret must be at least {MIN_SECRET_BYTES} bytes",
+            code="config.gateway_secrets",
+        )
+    return raw
+
+
+def channel_secret(p: Platform, channel_code: str) -> bytes:
+    """The channel's signing secret: configured (base64), else from the secrets file, which the
+    embedded SQLite default creates (and extends with new channels) on first use."""
+    configured = p.settings.gateway_secrets
+    if configured:
+        if channel_code not in configured:
+            raise _unknown_channel(channel_code)
+        return _decode_secret(configured[channel_code], "gateway_secrets")
+    path = Path(p.settings.gateway_secrets_file)
+    known = _read_secrets_file(path)
+    if channel_code in known:
+        return known[channel_code]
+    if p.engine.dialect.name != "sqlite":
+        raise _unknown_channel(channel_code)
+    with p.engine.connect() as conn:
+        exists = conn.execute(
+            sa.select(channel.c.code).where(channel.c.code == channel_code)
+        ).first()
+    if exists is None:
+        raise _unknown_channel(channel_code)
+    return _add_secrets(p, path)[channel_code]
+
+
+def _read_secrets_file(path: Path) -> dict[str, bytes]:
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return {}
+    cached = _file_cache.get(str(path))
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        raise ApiError(
+            500, f"{path}: not a JSON object of channel secrets", code="config.gateway_secrets"
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(500, f"{path}: not a JSON object", code="config.gateway_secrets")
+    out = {str(k): _decode_secret(str(v), str(path)) for k, v in data.items()}
+    _file_cache[str(path)] = (mtime, out)
+    return out
+
+
+def _add_secrets(p: Platform, path: Path) -> dict[str, bytes]:
+    """Give every channel of the database a fresh secret it lacks; keeps the existing ones."""
+    with p.engine.connect() as conn:
+        codes = [str(c) for c in conn.execute(sa.select(channel.c.code)).scalars()]
+    with _file_lock:
+        current = {k: base64.b64encode(v).decode() for k, v in _read_secrets_file(path).items()}
+        for code in codes:
+            current.setdefault(code, base64.b64encode(os.urandom(SECRET_BYTES)).decode())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(current, indent=2, sort_keys=True) + "\n")
+        os.replace(temp, path)  # readers see the old file or the new one, never half of one
+        _file_cache.pop(str(path), None)
+        return _read_secrets_file(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+
+
+def _headers_of(request: Request) -> dict[str, str]:
+    values = {}
+    for name in HEADERS:
+        value = request.headers.get(name)
+        if not value:
+            raise ApiError(
+                401, f"the gateway header {name} is missing", code="gateway.unsigned", field=name
+            )
+        values[name] = value
+    if len(values[H_CHANNEL]) > CHANNEL_MAX or len(values[H_OPEN_ID]) > OPEN_ID_MAX:
+        raise ApiError(401, "channel or open id too long", code="gateway.unsigned", field=H_OPEN_ID)
+    if not NONCE_RE.fullmatch(values[H_NONCE]):
+        raise ApiError(
+            401, "a nonce is 8–64 of A-Z a-z 0-9 _ -", code="gateway.unsigned", field=H_NONCE
+        )
+    return values
+
+
+def _signed_path(request: Request) -> str:
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
+    query = request.scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def _check_time(p: Platform, timestamp: str) -> None:
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise ApiError(
+            401, "X-Timestamp is unix seconds", code="gateway.unsigned", field=H_TIMESTAMP
+        )
+    skew_s = abs(int(timestamp) - p.now().timestamp())
+    window_s = p.settings.gateway_window_s
+    if skew_s > window_s:
+        raise ApiError(
+            401,
+            f"the request's time is more than {window_s} s away from the platform's",
+            code="gateway.expired",
+            field=H_TIMESTAMP,
+        )
+
+
+def _check_signature(p: Platform, h: dict[str, str], method: str, path: str, body: bytes) -> None:
+    secret = channel_secret(p, h[H_CHANNEL])
+    expected = sign(
+        secret, method, path, h[H_TIMESTAMP], h[H_NONCE], h[H_CHANNEL], h[H_OPEN_ID], body
+    )
+    given = h[H_SIGNATURE]
+    if not (SIGNATURE_RE.fullmatch(given) and hmac.compare_digest(expected, given)):
+        raise ApiError(
+            401, "the signature does not match", code="gateway.bad_signature", field=H_SIGNATURE
+        )
+
+
+def _record_nonce(p: Platform, channel_code: str, nonce: str) -> None:
+    """Each nonce once per channel. A request may be stamped up to a window ahead of the
+    platform's clock and is accepted until a window after its stamp, so a nonce is kept for
+    two windows."""
+    now = p.now()
+    prune = next(_prune_tick) % PRUNE_EVERY == 0
+    insert = postgresql.insert if p.is_postgres else sqlite.insert
+    statement = (
+        insert(gateway_nonce)
+        .on_conflict_do_nothing(index_elements=["channel", "nonce"])
+        .returning(gateway_nonce.c.nonce)
+    )
+
+    def work(conn: sa.Connection) -> bool:
+        fresh = conn.execute(
+            statement, {"channel": channel_code, "nonce": nonce, "seen_at": now}
+        ).first()
+        if prune:
+            before = now - timedelta(seconds=2 * p.settings.gateway_window_s)
+            conn.execute(gateway_nonce.delete().where(gateway_nonce.c.seen_at < before))
+        return fresh is not None
+
+    if not p.transaction(work):
+        raise ApiError(
+            401, "this request was already received", code="gateway.replayed", field=H_NONCE
+        )
+
+
+def _customer_of(p: Platform, channel_code: str, open_id: str) -> int | None:
+    with p.engine.connect() as conn:
+        found = conn.execute(
+            sa.select(channel_identity.c.customer_id).where(
+                channel_identity.c.channel == channel_code,
+                channel_identity.c.open_id == open_id,
+            )
+        ).first()
+    return None if found is None or found.customer_id is None else int(found.customer_id)
+
+
+def verify(
+    p: Platform, limiter: RateLimiter, h: dict[str, str], method: str, path: str, body: bytes
+) -> Borrower:
+    """Check one signed request (blocking: database and file reads) and name its borrower."""
+    _check_time(p, h[H_TIMESTAMP])
+    _check_signature(p, h, method, path, body)
+    _record_nonce(p, h[H_CHANNEL], h[H_NONCE])
+    limiter.hit("borrower", f"{h[H_CHANNEL]}:{h[H_OPEN_ID]}", p.settings.rate_limit_borrower)
+    return Borrower(h[H_CHANNEL], h[H_OPEN_ID], _customer_of(p, h[H_CHANNEL], h[H_OPEN_ID]))
+
+
+async def borrower(
+    request: Request,
+    p: Annotated[Platform, Depends(get_platform)],
+    limiter: Annotated[RateLimiter, Depends(get_limiter)],
+) -> Borrower:
+    """The FastAPI dependency of every borrower endpoint."""
+    h = _headers_of(request)
+    body = await request.body()  # Starlette keeps it for the endpoint's own parsing
+    path = _signed_path(request)
+    return await run_in_threadpool(verify, p, limiter, h, request.method, path, body)
