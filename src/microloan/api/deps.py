@@ -20,3 +20,8 @@ def get_limiter(request: Request) -> RateLimiter:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def limit_public(request: Request, p: Platform, limiter: RateLimiter) -> None:
+    """The public pages' and endpoints' limit, per client address."""
+    limiter.hit("public", client_address(request), p.settings.rate_limit_public)

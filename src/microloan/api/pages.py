@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from microloan.api.deps import client_address, get_limiter, get_platform
+from microloan.api.deps import get_limiter, get_platform, limit_public
 from microloan.api.ratelimit import RateLimiter
 from microloan.service import invitations
 from microloan.service.invitations import MAX_CODE_INPUT_CHARS
@@ -88,10 +88,6 @@ def render(request: Request, name: str, **extra: Any) -> HTMLResponse:
     return response
 
 
-def _limited(request: Request, p: Platform, limiter: RateLimiter) -> None:
-    limiter.hit("public", client_address(request), p.settings.rate_limit_public)
-
-
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request) -> HTMLResponse:
     return render(request, "home.html")
@@ -104,7 +100,7 @@ def check_page(
     limiter: Annotated[RateLimiter, Depends(get_limiter)],
     code: Annotated[str | None, Query(max_length=MAX_CODE_INPUT_CHARS)] = None,
 ) -> HTMLResponse:
-    _limited(request, p, limiter)
+    limit_public(request, p, limiter)
     answer = invitations.check_code(p, code) if code else None
     return render(request, "check.html", code=code or "", answer=answer)
 
@@ -116,6 +112,6 @@ def landing_page(
     p: Annotated[Platform, Depends(get_platform)],
     limiter: Annotated[RateLimiter, Depends(get_limiter)],
 ) -> HTMLResponse:
-    _limited(request, p, limiter)
+    limit_public(request, p, limiter)
     answer = invitations.check_code(p, code[:MAX_CODE_INPUT_CHARS])
     return render(request, "landing.html", answer=answer)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
-from microloan.api.deps import client_address, get_limiter, get_platform
+from microloan.api.deps import get_limiter, get_platform, limit_public
 from microloan.api.ratelimit import RateLimiter
 from microloan.service import invitations
 from microloan.service.invitations import MAX_CODE_INPUT_CHARS
@@ -34,10 +34,6 @@ class ReferralLanding(InvitationCheck):
     channel_name_en: str | None
 
 
-def _limited(request: Request, p: Platform, limiter: RateLimiter) -> None:
-    limiter.hit("public", client_address(request), p.settings.rate_limit_public)
-
-
 @router.get(
     "/invitations/{code}",
     response_model=InvitationCheck,
@@ -51,7 +47,7 @@ def check_invitation(
 ) -> InvitationCheck:
     """Genuine means signed by the platform and issued by it. Opening is free: nobody is ever
     to be paid to open a line or raise it."""
-    _limited(request, p, limiter)
+    limit_public(request, p, limiter)
     return InvitationCheck(**invitations.check_code(p, code))
 
 
@@ -68,7 +64,7 @@ def referral_landing(
 ) -> ReferralLanding:
     """What the landing page of a shared code shows: whether it is genuine and the channel it
     belongs to; entering with it happens in the channel, through the borrower API."""
-    _limited(request, p, limiter)
+    limit_public(request, p, limiter)
     answer = invitations.check_code(p, code)
     names = _channel_names(p).get(answer["channel"] or "", (None, None))
     return ReferralLanding(**answer, channel_name_zh=names[0], channel_name_en=names[1])
