@@ -456,3 +456,31 @@ def test_an_administrator_creates_operators(platform: Platform, client: TestClie
     me = client.get(f"{BASE}/me", headers=login(client, "grace", "c0llect-them-all")).json()
     assert me["roles"] == ["collections"]
     assert "operator.created" in actions(platform)
+
+
+def test_text_no_database_keeps_and_ids_no_database_holds_are_refused(
+    platform: Platform, client: TestClient
+) -> None:
+    """Each of these was a 500 (PostgreSQL refuses text with U+0000; no database holds an id
+    of 2**63): now a 422 naming the field."""
+    add_operator(platform, "root", "administrator")
+    headers = login(client, "root")
+    nul = "a\x00"
+    new = {"username": "newbie", "password": "another-passw0rd", "roles": ["finance"]}
+    for method, path, kwargs, field in (
+        ("GET", "/customers", {"params": {"q": nul}}, "q"),
+        ("GET", "/audit", {"params": {"subject": nul}}, "subject"),
+        ("GET", "/audit", {"params": {"action": nul}}, "action"),
+        ("GET", "/audit", {"params": {"before_id": str(2**63)}}, "before_id"),
+        ("POST", "/proposals", {"json": {"kind": "model.activate", "version": nul}}, "version"),
+        ("POST", "/operators", {"json": {**new, "display_name": nul}}, "display_name"),
+        ("POST", "/operators", {"json": {**new, "roles": ["finance", nul]}}, "roles.1"),
+        ("POST", "/session", {"json": {"username": nul, "password": PASSWORD}}, "username"),
+    ):
+        r = client.request(method, BASE + path, headers=headers, **kwargs)
+        assert_problem(r, 422, "input.invalid")
+        assert r.json()["field"] == field, r.text
+    assert client.get(f"{BASE}/audit", params={"before_id": 2**62}, headers=headers).json()[
+        "entries"
+    ]
+    assert "operator.login.failed" not in actions(platform)  # refused before the service

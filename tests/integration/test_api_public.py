@@ -65,6 +65,30 @@ def test_the_openapi_document_is_served(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+def test_the_document_files_errors_under_problem_json(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    errors = [
+        response
+        for path, item in doc["paths"].items()
+        if path.startswith("/v1/")  # the API; pages answer HTML
+        for operation in item.values()
+        for status, response in operation["responses"].items()
+        if status.startswith("4")
+    ]
+    assert errors
+    for response in errors:  # as sent: not under application/json
+        assert list(response["content"]) == [PROBLEM_JSON]
+        assert response["content"][PROBLEM_JSON]["schema"]["$ref"].endswith("/Problem")
+
+
+def test_a_code_with_nul_is_refused_naming_it(client: TestClient) -> None:
+    # PostgreSQL can neither store nor compare text with U+0000
+    for path in ("/v1/public/invitations/A%00B", "/v1/public/referrals/%00"):
+        r = client.get(path)
+        assert r.status_code == 422 and r.headers["content-type"] == PROBLEM_JSON
+        assert r.json()["code"] == "input.invalid" and r.json()["field"] == "code"
+
+
 def test_the_check_page_answers_in_chinese_then_english(p: Platform, client: TestClient) -> None:  # noqa: F811
     _, code = inviter(p)
     page = client.get("/check", params={"code": code})

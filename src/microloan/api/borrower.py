@@ -16,9 +16,9 @@ from fastapi import APIRouter, Depends, Header, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from microloan.api.deps import get_platform
-from microloan.api.gateway import Borrower, borrower
+from microloan.api.gateway import Borrower, GatewayRoute, borrower
 from microloan.api.problems import ApiError
-from microloan.domain.money import format_yuan, parse_yuan
+from microloan.domain.money import parse_yuan
 from microloan.domain.rates import DailyRate
 from microloan.domain.schedule import Method
 from microloan.errors import IdempotencyConflict, InvalidInput, NotFound
@@ -28,7 +28,7 @@ from microloan.service.platform import Platform
 from microloan.service.quote import quote, quote_view
 from microloan.store.schema import idempotency, loan
 
-router = APIRouter()
+router = APIRouter(route_class=GatewayRoute)  # the signature is checked before the body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 KEY_RE = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
@@ -37,7 +37,15 @@ HIDDEN_REASON_PREFIX = "fraud."
 
 Caller = Annotated[Borrower, Depends(borrower)]
 Plat = Annotated[Platform, Depends(get_platform)]
-IdemKey = Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)]
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        # optional to the validator only, so that its absence is answered idempotency.missing
+        description="Required: 1–64 printable ASCII characters, kept per customer; "
+        "without it the request is refused (422 idempotency.missing).",
+    ),
+]
 PositiveId = Annotated[int, Path(ge=1, le=2**62)]
 
 
@@ -273,8 +281,13 @@ def _service_key(customer_id: int, header: str | None) -> str:
     return f"api:{customer_id}:{header}"
 
 
-def _conflict_on_header(exc: IdempotencyConflict) -> IdempotencyConflict:
-    return IdempotencyConflict(exc.message, code=exc.code, field=IDEMPOTENCY_HEADER)
+def _conflict_on_header(exc: IdempotencyConflict, key: str, header: str) -> IdempotencyConflict:
+    """The service's refusal, naming the header and the caller's own key, never the key as
+    the service keeps it (``api:{customer}:{key}``)."""
+    message = exc.message.replace(repr(key), repr(header))
+    if key in message:  # worded otherwise than expected: say less rather than show it
+        message = f"the {IDEMPOTENCY_HEADER} {header!r} was already used for another request"
+    return IdempotencyConflict(message, code=exc.code, field=IDEMPOTENCY_HEADER)
 
 
 def _own_loan(p: Platform, customer_id: int, loan_id: int) -> None:
@@ -464,7 +477,13 @@ def _key_answered(p: Platform, key: str) -> bool:
         )
 
 
-@router.post("/draws", response_model=DrawOut, status_code=201, summary="借款 Draw")
+@router.post(
+    "/draws",
+    response_model=DrawOut,
+    status_code=201,
+    responses={202: {"model": DrawOut, "description": "Accepted: paid by `microloan worker`"}},
+    summary="借款 Draw",
+)
 def draw(
     body: DrawIn, b: Caller, p: Plat, response: Response, idempotency_key: IdemKey = None
 ) -> dict[str, Any]:
@@ -481,47 +500,16 @@ def draw(
     try:
         out = lending.draw(p, cid, amount_fen, body.term_months, method, key, pay_now=pay_now)
     except IdempotencyConflict as exc:
-        raise _conflict_on_header(exc) from None
+        raise _conflict_on_header(exc, key, str(idempotency_key)) from None
     if out.get("status") == "pending":
         response.status_code = 202
     return out
 
 
 @router.get("/loans", response_model=LoansOut, summary="我的借款 My loans")
-def loans(b: Caller, p: Plat) -> LoansOut:
-    cid = _customer(b)
-    with p.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(
-                loan.c.loan_id,
-                loan.c.status,
-                loan.c.principal_fen,
-                loan.c.principal_outstanding_fen,
-                loan.c.term_months,
-                loan.c.method,
-                loan.c.drawn_on,
-                loan.c.closed_on,
-            )
-            .where(loan.c.customer_id == cid)
-            .order_by(loan.c.loan_id.desc())
-            .limit(500)  # at most max_open_loans are open; the rest is history
-        ).all()
-    return LoansOut(
-        customer_id=cid,
-        loans=[
-            LoanSummary(
-                loan_id=r.loan_id,
-                status=r.status,
-                principal=format_yuan(r.principal_fen),
-                principal_outstanding=format_yuan(r.principal_outstanding_fen),
-                term_months=r.term_months,
-                method=r.method,
-                drawn_on=r.drawn_on.isoformat(),
-                closed_on=r.closed_on.isoformat() if r.closed_on else None,
-            )
-            for r in rows
-        ],
-    )
+def loans(b: Caller, p: Plat) -> dict[str, Any]:
+    """Newest first: the open loans, then the history."""
+    return lending.list_loans(p, _customer(b))
 
 
 @router.get("/loans/{loan_id}", response_model=LoanOut, summary="借款详情 A loan and schedule")
@@ -549,4 +537,4 @@ def repay(body: RepaymentIn, b: Caller, p: Plat, idempotency_key: IdemKey = None
     try:
         return lending.repay(p, cid, body.loan_id, amount_fen, key, source="borrower")
     except IdempotencyConflict as exc:
-        raise _conflict_on_header(exc) from None
+        raise _conflict_on_header(exc, key, str(idempotency_key)) from None

@@ -1,7 +1,8 @@
 """The channel gateway: every borrower request comes through the borrower's channel (WeChat, QQ
 …), which signs it with the channel's secret. The platform checks the signature, the time and
 the nonce (a replayed request is refused), then counts the request against the borrower's rate
-limit and finds the customer behind the channel user.
+limit and finds the customer behind the channel user. All of it happens before the body is
+parsed (``GatewayRoute``): an unsigned request is refused 401 whatever its body.
 
 The string signed, one part a line::
 
@@ -29,18 +30,20 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from microloan.api.deps import get_limiter, get_platform
-from microloan.api.problems import ApiError
+from microloan.api.problems import ApiError, InputRoute
 from microloan.api.ratelimit import RateLimiter
 from microloan.service.platform import Platform
 from microloan.store.schema import channel, channel_identity, gateway_nonce
@@ -59,6 +62,7 @@ OPEN_ID_MAX = 64
 CHANNEL_MAX = 16
 SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
 PRUNE_EVERY = 256  # requests between two deletions of expired nonces (per process)
+_SCOPE_KEY = "microloan.borrower"  # where GatewayRoute leaves the verified caller
 
 _prune_tick = itertools.count(1)
 _file_lock = threading.Lock()
@@ -270,43 +274,75 @@ def _check_signature(p: Platform, h: dict[str, str], method: str, path: str, bod
         )
 
 
-def _record_nonce(p: Platform, channel_code: str, nonce: str) -> None:
-    """Each nonce once per channel. A request may be stamped up to a window ahead of the
-    platform's clock and is accepted until a window after its stamp, so a nonce is kept for
-    two windows."""
+def _record_nonce(p: Platform, channel_code: str, nonce: str, open_id: str) -> int | None:
+    """Each nonce once per channel (a replay is refused), and the customer behind the channel
+    user (None before their identity is verified), read in the same round trip. A request may
+    be stamped up to a window ahead of the platform's clock and is accepted until a window
+    after its stamp, so a nonce is kept for two windows."""
     now = p.now()
-    prune = next(_prune_tick) % PRUNE_EVERY == 0
-    insert = postgresql.insert if p.is_postgres else sqlite.insert
-    statement = (
-        insert(gateway_nonce)
-        .on_conflict_do_nothing(index_elements=["channel", "nonce"])
-        .returning(gateway_nonce.c.nonce)
-    )
+    params = {"channel": channel_code, "nonce": nonce, "seen_at": now, "open_id": open_id}
+    if p.is_postgres:
+        fresh, customer = _nonce_and_customer_pg(p, params)
+    else:
 
-    def work(conn: sa.Connection) -> bool:
-        fresh = conn.execute(
-            statement, {"channel": channel_code, "nonce": nonce, "seen_at": now}
-        ).first()
-        if prune:
-            before = now - timedelta(seconds=2 * p.settings.gateway_window_s)
-            conn.execute(gateway_nonce.delete().where(gateway_nonce.c.seen_at < before))
-        return fresh is not None
+        def work(conn: sa.Connection) -> tuple[bool, int | None]:
+            kept = conn.execute(_NONCE_SQLITE, params).first() is not None
+            return kept, conn.execute(_CUSTOMER, params).scalar_one_or_none()
 
-    if not p.transaction(work):
+        fresh, customer = p.transaction(work)
+    if next(_prune_tick) % PRUNE_EVERY == 0:
+        before = now - timedelta(seconds=2 * p.settings.gateway_window_s)
+        stale = gateway_nonce.delete().where(gateway_nonce.c.seen_at < before)
+        p.transaction(lambda conn: conn.execute(stale))
+    if not fresh:
         raise ApiError(
             401, "this request was already received", code="gateway.replayed", field=H_NONCE
         )
+    return None if customer is None else int(customer)
 
 
-def _customer_of(p: Platform, channel_code: str, open_id: str) -> int | None:
-    with p.engine.connect() as conn:
-        found = conn.execute(
-            sa.select(channel_identity.c.customer_id).where(
-                channel_identity.c.channel == channel_code,
-                channel_identity.c.open_id == open_id,
-            )
-        ).first()
-    return None if found is None or found.customer_id is None else int(found.customer_id)
+def _nonce_and_customer_pg(p: Platform, params: dict[str, Any]) -> tuple[bool, int | None]:
+    """One statement that commits on its own (no BEGIN and COMMIT round trips; psycopg keeps it
+    prepared); a stale pooled connection is dropped and the statement tried once more."""
+    for attempt in (1, 2):
+        try:
+            with p.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                fresh, customer = conn.execute(_NONCE_AND_CUSTOMER, params).one()
+            return bool(fresh), customer
+        except OperationalError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
+# built once, with bind parameters: a nonce row, and the customer of a channel user
+_NONCE_ROW: dict[str, sa.BindParameter[Any]] = {
+    "channel": sa.bindparam("channel"),
+    "nonce": sa.bindparam("nonce"),
+    "seen_at": sa.bindparam("seen_at"),
+}
+_CUSTOMER = sa.select(channel_identity.c.customer_id).where(
+    channel_identity.c.channel == sa.bindparam("channel"),
+    channel_identity.c.open_id == sa.bindparam("open_id"),
+)
+_NONCE_SQLITE = (
+    sqlite.insert(gateway_nonce)
+    .values(_NONCE_ROW)
+    .on_conflict_do_nothing(index_elements=["channel", "nonce"])
+    .returning(gateway_nonce.c.nonce)
+)
+_FRESH_PG = (
+    postgresql.insert(gateway_nonce)
+    .values(_NONCE_ROW)
+    .on_conflict_do_nothing(index_elements=["channel", "nonce"])
+    .returning(gateway_nonce.c.nonce)
+    .cte("fresh")
+)
+_NONCE_AND_CUSTOMER = sa.select(
+    sa.exists(sa.select(_FRESH_PG.c.nonce)).label("fresh"),
+    _CUSTOMER.scalar_subquery().label("customer_id"),
+)
 
 
 def verify(
@@ -315,9 +351,33 @@ def verify(
     """Check one signed request (blocking: database and file reads) and name its borrower."""
     _check_time(p, h[H_TIMESTAMP])
     _check_signature(p, h, method, path, body)
-    _record_nonce(p, h[H_CHANNEL], h[H_NONCE])
+    customer = _record_nonce(p, h[H_CHANNEL], h[H_NONCE], h[H_OPEN_ID])
     limiter.hit("borrower", f"{h[H_CHANNEL]}:{h[H_OPEN_ID]}", p.settings.rate_limit_borrower)
-    return Borrower(h[H_CHANNEL], h[H_OPEN_ID], _customer_of(p, h[H_CHANNEL], h[H_OPEN_ID]))
+    return Borrower(h[H_CHANNEL], h[H_OPEN_ID], customer)
+
+
+async def _verified(request: Request, p: Platform, limiter: RateLimiter) -> Borrower:
+    h = _headers_of(request)
+    body = await request.body()  # Starlette keeps it for the endpoint's own parsing
+    path = _signed_path(request)
+    return await run_in_threadpool(verify, p, limiter, h, request.method, path, body)
+
+
+class GatewayRoute(InputRoute):
+    """The route class of the borrower router: the gateway's checks run before the body is
+    looked at (FastAPI parses and validates it before any dependency runs), so a request that
+    is not signed is refused 401 whatever its body, and only a signed one learns that its body
+    is invalid (422)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def signed_first(request: Request) -> Response:
+            checked = await _verified(request, get_platform(request), get_limiter(request))
+            request.scope[_SCOPE_KEY] = checked
+            return await handler(request)
+
+        return signed_first
 
 
 async def borrower(
@@ -325,8 +385,9 @@ async def borrower(
     p: Annotated[Platform, Depends(get_platform)],
     limiter: Annotated[RateLimiter, Depends(get_limiter)],
 ) -> Borrower:
-    """The FastAPI dependency of every borrower endpoint."""
-    h = _headers_of(request)
-    body = await request.body()  # Starlette keeps it for the endpoint's own parsing
-    path = _signed_path(request)
-    return await run_in_threadpool(verify, p, limiter, h, request.method, path, body)
+    """The FastAPI dependency of every borrower endpoint: the caller that ``GatewayRoute``
+    verified, or (on a route of another class) verified here."""
+    checked = request.scope.get(_SCOPE_KEY)
+    if isinstance(checked, Borrower):
+        return checked
+    return await _verified(request, p, limiter)

@@ -20,6 +20,9 @@ Who may do what (the tests check every endpoint against every role):
     GET  /eod/runs, /portfolio                 finance risk_analyst auditor administrator
     GET  /audit, /operators                    auditor administrator
     POST /operators                            administrator
+
+The operator console (``api/console.py``) calls these endpoint functions directly, so that its
+pages check the same roles and write the same audit lines.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from microloan.api.deps import client_address, get_limiter, get_platform
-from microloan.api.problems import ApiError
+from microloan.api.problems import ApiError, InputRoute
 from microloan.api.ratelimit import RateLimiter
 from microloan.domain.money import parse_yuan
 from microloan.domain.rates import DailyRate
@@ -51,7 +54,7 @@ from microloan.service import (
 from microloan.service.operators import PROPOSAL_ROLES, ROLES, AuthError, Operator
 from microloan.service.platform import Platform
 
-router = APIRouter()
+router = APIRouter(route_class=InputRoute)
 
 CUSTOMER_READERS = ("customer_service", "collections", "risk_analyst", "auditor", "administrator")
 REVIEW_READERS = ("risk_analyst", "auditor", "administrator")
@@ -65,7 +68,8 @@ ADMINISTRATORS = ("administrator",)
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
-Id = Annotated[int, Path(ge=1, le=2**62)]
+MAX_ID = 2**62  # ids are 64-bit signed integers in both databases; bigger ones do not exist
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 YUAN = r"^\d{1,9}(\.\d{1,2})?$"
 _bearer = HTTPBearer(auto_error=False, description="The token from POST /v1/operator/session.")
 
@@ -102,7 +106,14 @@ def _session(
             field="authorization",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    token = credentials.credentials
+    return session_of_token(p, limiter, credentials.credentials)
+
+
+def session_of_token(
+    p: Platform, limiter: RateLimiter, token: str
+) -> tuple[Operator, datetime, str]:
+    """The live session of ``token`` (401 otherwise), counted against the operator's rate limit;
+    shared with the console, whose token comes in a cookie."""
     try:
         op, expires_at = operator_access.session_operator(p, token)
     except AuthError as exc:
@@ -160,7 +171,9 @@ def me(session: SessionDep) -> dict[str, Any]:
 # -- checks and the audit trail ------------------------------------------------------------------
 
 
-def _allow(p: Platform, op: Operator, roles: tuple[str, ...], action: str, subject: str) -> None:
+def check_roles(
+    p: Platform, op: Operator, roles: tuple[str, ...], action: str, subject: str
+) -> None:
     """Refuse (403) an operator without one of ``roles``; the refusal is audited too."""
     try:
         op.require(*roles)
@@ -187,7 +200,7 @@ def customer_search(
     q: Annotated[str, Query(min_length=1, max_length=40, description="id, phone last 4, name")],
     limit: Annotated[int, Query(ge=1, le=customer_view.MAX_RESULTS)] = 20,
 ) -> dict[str, Any]:
-    _allow(p, op, CUSTOMER_READERS, "customer.search", "customers")
+    check_roles(p, op, CUSTOMER_READERS, "customer.search", "customers")
     found = customer_view.search(p, q, limit=limit)
     kind = customer_view.search_kind(q)
     shown = customer_view.mask_name(q) if kind == "name" else q.strip()
@@ -199,7 +212,7 @@ def customer_search(
 @router.get("/customers/{customer_id}", summary="客户全景 Customer 360 (masked)")
 def customer_360(op: OperatorDep, p: PlatformDep, customer_id: Id) -> dict[str, Any]:
     subject = f"customer:{customer_id}"
-    _allow(p, op, CUSTOMER_READERS, "customer.view", subject)
+    check_roles(p, op, CUSTOMER_READERS, "customer.view", subject)
     view = customer_view.overview(p, customer_id)
     _audited(p, op, "customer.view", subject)
     return view
@@ -208,7 +221,7 @@ def customer_360(op: OperatorDep, p: PlatformDep, customer_id: Id) -> dict[str, 
 @router.get("/loans/{loan_id}", summary="借据 A loan with its schedule")
 def loan_detail(op: OperatorDep, p: PlatformDep, loan_id: Id) -> dict[str, Any]:
     subject = f"loan:{loan_id}"
-    _allow(p, op, CUSTOMER_READERS, "loan.view", subject)
+    check_roles(p, op, CUSTOMER_READERS, "loan.view", subject)
     view = lending.show_loan(p, loan_id)
     _audited(p, op, "loan.view", subject, customer_id=view["customer_id"])
     return view
@@ -229,7 +242,7 @@ def review_list(
     p: PlatformDep,
     status: Literal["open", "approved", "declined"] = "open",
 ) -> dict[str, Any]:
-    _allow(p, op, REVIEW_READERS, "review.queue.view", "reviews")
+    check_roles(p, op, REVIEW_READERS, "review.queue.view", "reviews")
     cases = reviews.review_queue(p, status=status)
     _audited(p, op, "review.queue.view", "reviews", status=status, cases=len(cases))
     return {"cases": cases}
@@ -239,7 +252,7 @@ def review_list(
 def review_decide(
     op: OperatorDep, p: PlatformDep, case_id: Id, body: ReviewDecision
 ) -> dict[str, Any]:
-    _allow(p, op, REVIEW_DECIDERS, "review.decide", f"case:{case_id}")
+    check_roles(p, op, REVIEW_DECIDERS, "review.decide", f"case:{case_id}")
     # the service writes the decision and its audit line in one transaction
     return reviews.decide_review(p, op, case_id, approve=body.decision == "approve", note=body.note)
 
@@ -284,7 +297,7 @@ def proposal_list(
     p: PlatformDep,
     status: Literal["pending", "approved", "rejected"] | None = None,
 ) -> dict[str, Any]:
-    _allow(p, op, PROPOSAL_READERS, "proposal.list", "proposals")
+    check_roles(p, op, PROPOSAL_READERS, "proposal.list", "proposals")
     found = operators.list_proposals(p, status=status)
     _audited(p, op, "proposal.list", "proposals", status=status, proposals=len(found))
     return {"proposals": found}
@@ -294,7 +307,7 @@ def proposal_list(
 def proposal_create(
     op: OperatorDep, p: PlatformDep, body: Annotated[ProposalRequest, Body()]
 ) -> dict[str, Any]:
-    _allow(p, op, PROPOSAL_ROLES[body.kind], f"{body.kind}.propose", "proposals")
+    check_roles(p, op, PROPOSAL_ROLES[body.kind], f"{body.kind}.propose", "proposals")
     # the service checks the subject, records the proposal and audits it in one transaction
     if isinstance(body, LineChange):
         return line_changes.propose_change(
@@ -316,7 +329,7 @@ def _decide(p: Platform, op: Operator, proposal_id: int, *, approve: bool, note:
     the proposer: both are answered 403 and audited (the service's transaction rolled back)."""
     action = f"proposal.{'approve' if approve else 'reject'}"
     subject = f"proposal:{proposal_id}"
-    _allow(p, op, PROPOSERS, action, subject)
+    check_roles(p, op, PROPOSERS, action, subject)
     try:
         return operators.decide(p, op, proposal_id, approve=approve, note=note)
     except (AuthError, RuleViolation) as exc:
@@ -350,7 +363,7 @@ def write_off_candidates(
     p: PlatformDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    _allow(p, op, WRITE_OFF_READERS, "write_off.candidates.view", "write_offs")
+    check_roles(p, op, WRITE_OFF_READERS, "write_off.candidates.view", "write_offs")
     found = write_offs.candidates(p, limit=limit)
     _audited(p, op, "write_off.candidates.view", "write_offs", loans=len(found["candidates"]))
     return found
@@ -363,7 +376,7 @@ def write_off_candidates(
 def eod_runs(
     op: OperatorDep, p: PlatformDep, limit: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> dict[str, Any]:
-    _allow(p, op, REPORT_READERS, "eod.view", "eod")
+    check_roles(p, op, REPORT_READERS, "eod.view", "eod")
     status = eod_reports.eod_status(p, limit=limit)
     _audited(p, op, "eod.view", "eod", runs=len(status["runs"]))
     return status
@@ -375,7 +388,7 @@ def portfolio(
     p: PlatformDep,
     on: Annotated[date | None, Query(alias="date", description="YYYY-MM-DD")] = None,
 ) -> dict[str, Any]:
-    _allow(p, op, REPORT_READERS, "portfolio.view", "portfolio")
+    check_roles(p, op, REPORT_READERS, "portfolio.view", "portfolio")
     figures = eod_reports.portfolio(p, on)
     _audited(p, op, "portfolio.view", "portfolio", date=figures["business_date"])
     return figures
@@ -391,9 +404,9 @@ def audit_log(
     limit: Annotated[int, Query(ge=1, le=operator_access.MAX_AUDIT_ROWS)] = 100,
     subject: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=40)] = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> dict[str, Any]:
-    _allow(p, op, AUDIT_READERS, "audit.view", "audit")
+    check_roles(p, op, AUDIT_READERS, "audit.view", "audit")
     entries = operator_access.audit_entries(
         p, limit=limit, subject=subject, action=action, before_id=before_id
     )
@@ -411,7 +424,7 @@ class NewOperator(BaseModel):
 
 @router.get("/operators", summary="操作员 Operators")
 def operator_list(op: OperatorDep, p: PlatformDep) -> dict[str, Any]:
-    _allow(p, op, (*ADMINISTRATORS, "auditor"), "operator.list", "operators")
+    check_roles(p, op, (*ADMINISTRATORS, "auditor"), "operator.list", "operators")
     found = operators.list_operators(p)
     _audited(p, op, "operator.list", "operators", operators=len(found))
     return {"operators": found}
@@ -419,7 +432,7 @@ def operator_list(op: OperatorDep, p: PlatformDep) -> dict[str, Any]:
 
 @router.post("/operators", summary="新增操作员 Create an operator", status_code=201)
 def operator_create(op: OperatorDep, p: PlatformDep, body: NewOperator) -> dict[str, Any]:
-    _allow(p, op, ADMINISTRATORS, "operator.create", "operators")
+    check_roles(p, op, ADMINISTRATORS, "operator.create", "operators")
     if body.username.lower() in body.password.lower():  # the service checks length and mix
         raise ApiError(
             422,

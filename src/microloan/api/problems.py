@@ -4,13 +4,15 @@ it concerns: the platform's own errors, request validation, rate limits and anyt
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,6 +25,7 @@ from microloan.errors import (
 )
 
 PROBLEM_JSON = "application/problem+json"
+JSON = "application/json"
 log = logging.getLogger("microloan.api")
 
 
@@ -74,6 +77,14 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# Starlette's and FastAPI's own refusals: (code, field) by status
+_HTTP_CODES = {
+    400: ("input.unreadable", "body"),  # a body that is not UTF-8 text, or not a readable form
+    404: ("not_found", None),
+    405: ("method.not_allowed", None),
+}
+
+
 def status_of(exc: MicroloanError) -> int:
     if isinstance(exc, ApiError):
         return exc.status
@@ -113,7 +124,89 @@ def _field_of(loc: Sequence[Any]) -> str:
     return ".".join(parts) or ".".join(str(x) for x in loc)
 
 
+def _document_problems(app: FastAPI) -> None:
+    """File the error bodies' schema under ``application/problem+json``, the type they are
+    sent with: FastAPI files a response model under the route's own type (application/json)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = plain()  # kept by the app: this runs once
+        for item in doc.get("paths", {}).values():
+            for operation in item.values():
+                for response in operation.get("responses", {}).values():
+                    content = response.get("content", {})
+                    if PROBLEM_JSON in content and JSON in content:
+                        content[PROBLEM_JSON] = content.pop(JSON)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to extend the document
+
+
+# ---------------------------------------------------------------------------------------------
+# Text no database keeps
+
+NUL = "\x00"
+_JSON_NUL = b"\\u0000"  # JSON writes U+0000 only so; a raw one is not JSON
+
+
+def _nul_in(value: Any, at: tuple[str, ...]) -> str | None:
+    """Where in a JSON document a string holds U+0000 (dotted, as ``_field_of`` names it)."""
+    if isinstance(value, str):
+        return (".".join(at) or "body") if NUL in value else None
+    items: Any = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    for key, item in items:
+        found = ".".join((*at, key)) if NUL in key else _nul_in(item, (*at, key))
+        if found is not None:
+            return found
+    return None
+
+
+async def _nul_field(request: Request) -> str | None:
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and NUL in value:
+            return str(name)
+    for name, value in request.query_params.multi_items():
+        if NUL in name or NUL in value:
+            return name
+    body = await request.body()  # Starlette keeps it for the endpoint's own parsing
+    if _JSON_NUL not in body:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None  # not JSON: the endpoint's validation says so
+    return _nul_in(document, ())
+
+
+class InputRoute(APIRoute):
+    """A route that refuses text holding U+0000 in its path, query or JSON body (422, naming
+    the field) before the endpoint's own validation: no name, code or note means it, and
+    PostgreSQL cannot store or even compare it."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            field = await _nul_field(request)
+            if field is not None:
+                raise ApiError(
+                    422, f"{field}: text must not contain U+0000", code="input.invalid", field=field
+                )
+            return await handler(request)
+
+        return checked
+
+
 def install(app: FastAPI) -> None:
+    """The error handlers, and the documentation of their answers."""
+    _document_problems(app)
+
     @app.exception_handler(MicroloanError)
     async def _platform_error(request: Request, exc: MicroloanError) -> JSONResponse:
         headers = exc.headers if isinstance(exc, ApiError) else None
@@ -122,13 +215,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # its place is a character offset
+            return problem(422, "input.invalid", "the body is not valid JSON", "body")
         field = _field_of(first.get("loc", ()))
         return problem(422, "input.invalid", f"{field}: {first.get('msg', 'invalid')}", field)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method.not_allowed"}.get(exc.status_code, "http.error")
-        return problem(exc.status_code, code, str(exc.detail), None, exc.headers)
+        code, field = _HTTP_CODES.get(exc.status_code, ("http.error", None))
+        return problem(exc.status_code, code, str(exc.detail), field, exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
 from microloan.api.deps import get_limiter, get_platform, limit_public
+from microloan.api.problems import InputRoute
 from microloan.api.ratelimit import RateLimiter
 from microloan.service import invitations
 from microloan.service.invitations import MAX_CODE_INPUT_CHARS
 from microloan.service.platform import Platform
 from microloan.store.schema import channel
 
-router = APIRouter()
+router = APIRouter(route_class=InputRoute)
 
 Code = Annotated[str, Path(max_length=MAX_CODE_INPUT_CHARS, description="邀请码 invitation code")]
 

@@ -55,6 +55,8 @@ from microloan.store.schema import (
     repayment,
 )
 
+MAX_LISTED_LOANS = 500  # a customer's loans listed at most, newest first
+
 
 def create_customer(p: Platform, name: str) -> int:
     name = (name or "").strip()
@@ -538,6 +540,42 @@ def _read_loan(conn: sa.Connection, loan_id: int) -> tuple[Any, L.LoanState]:
     if row is None:
         raise NotFound(f"loan {loan_id} does not exist", code="loan.not_found", field="loan")
     return row, repo.live_states(conn, [row])[loan_id]
+
+
+def list_loans(p: Platform, customer_id: int, *, limit: int = MAX_LISTED_LOANS) -> dict[str, Any]:
+    """The customer's loans, newest first: the open ones (at most ``max_open_loans``) and then
+    their history, cut at ``limit``."""
+    assert 1 <= limit <= MAX_LISTED_LOANS, limit
+    with p.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                loan.c.loan_id,
+                loan.c.status,
+                loan.c.principal_fen,
+                loan.c.principal_outstanding_fen,
+                loan.c.term_months,
+                loan.c.method,
+                loan.c.drawn_on,
+                loan.c.closed_on,
+            )
+            .where(loan.c.customer_id == customer_id)
+            .order_by(loan.c.loan_id.desc())
+            .limit(limit)
+        ).all()
+    loans = [
+        {
+            "loan_id": r.loan_id,
+            "status": r.status,
+            "principal": format_yuan(r.principal_fen),
+            "principal_outstanding": format_yuan(r.principal_outstanding_fen),
+            "term_months": r.term_months,
+            "method": r.method,
+            "drawn_on": r.drawn_on.isoformat(),
+            "closed_on": r.closed_on.isoformat() if r.closed_on else None,
+        }
+        for r in rows
+    ]
+    return {"customer_id": customer_id, "loans": loans}
 
 
 def payoff(p: Platform, loan_id: int) -> dict[str, Any]:
