@@ -1,5 +1,6 @@
 # microloan — two commands on a fresh machine with Python 3.11+:
-#   make run    set up, load the demo book into the embedded SQLite file and show it
+#   make run    set up and serve the platform (API, borrower pages, operator console) on the
+#               embedded SQLite file, with the demo population and book loaded on first start
 #   make test   set up and run the whole test suite (lint, types, tests)
 PYTHON ?= python3
 VENV := .venv
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml uv.lock
 	touch $@
 
 run: setup
-	$(BIN)/microloan demo
+	$(BIN)/microloan serve
 
 lint: setup
 	$(BIN)/ruff check src tests bench

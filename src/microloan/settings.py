@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     gateway_secrets: dict[str, str] = Field(default={})
     gateway_secrets_file: str = "var/gateway-secrets.json"
     gateway_window_s: int = Field(default=300, ge=10, le=3600)  # timestamp skew allowed
+    # the borrower pages' demo login, standing in for the channel gateway: None is on for the
+    # embedded SQLite database only; never switch it on where real borrowers are
+    demo_login: bool | None = None
     # operator sessions (bearer tokens)
     operator_session_hours: float = Field(default=8.0, gt=0.0, le=24.0)
     # rate limits per identity ("N/second|minute|hour"; the `limits` library's notation), kept in

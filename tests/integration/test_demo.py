@@ -21,6 +21,9 @@ def test_demo_loads_the_book_and_the_access_journey(platform: Platform, tmp_path
     access = out["access"]
     assert access["invited"] == 40 and len(access["decisions"]) == 6
     assert any(d["approved"] for d in access["decisions"])
+    held = access["review"]  # the console's review queue has a case to decide
+    assert held is not None and held["decision"]["outcome"] == "review"
+    assert "fraud.device.rooted" in held["decision"]["signals"]
     assert (tmp_path / "population.parquet").is_file()
     with platform.engine.connect() as conn:
         label, status = conn.execute(sa.select(model_version.c.label, model_version.c.status)).one()

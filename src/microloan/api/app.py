@@ -1,5 +1,6 @@
 """The application: ``create_app(platform)`` builds the FastAPI app with every router, the
-problem+json error handlers and the rate limiter; ``microloan serve`` runs it under uvicorn."""
+problem+json error handlers and the rate limiter; ``microloan serve`` runs it under uvicorn;
+``microloan serve --workers N`` runs N processes, each building its own (``app_from_settings``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from microloan.api import borrower, operator, pages, problems, public
+from microloan.api import account, borrower, console, operator, pages, problems, public
 from microloan.api.problems import PROBLEM_RESPONSES
 from microloan.api.ratelimit import RateLimiter
 from microloan.service.platform import Platform
@@ -37,6 +38,7 @@ def create_app(p: Platform | None = None) -> FastAPI:
     app.state.platform = platform
     app.state.limiter = RateLimiter(platform.settings.rate_limit_storage)
     problems.install(app)
+    account.install(app)
 
     @app.get("/healthz", tags=["public"], summary="存活 Liveness")
     def healthz() -> dict[str, Any]:
@@ -47,4 +49,21 @@ def create_app(p: Platform | None = None) -> FastAPI:
     app.include_router(operator.router, prefix="/v1/operator", tags=["operator"])
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     app.include_router(pages.router)
+    app.include_router(account.router, prefix="/app")
+    app.include_router(console.router, prefix="/console")
     return app
+
+
+# connections kept open by each server process (as many again at peaks). A worker serves its
+# share of the concurrent requests in its thread pool, each holding a connection; with the
+# engine's default of 5 the pool overflowed under load, and every overflow connection was
+# closed on return and opened again: a new PostgreSQL backend each time (about 10 a second).
+SERVER_POOL_SIZE = 16
+
+
+def app_from_settings() -> FastAPI:
+    """The app of one server process, on the platform the settings name (``MICROLOAN_*`` from
+    the environment: the database, keys, secrets). ``microloan serve --workers N`` gives this
+    factory to uvicorn (``factory=True``), which calls it once in each worker process: every
+    worker has its own engine, connection pool and rate-limit counts."""
+    return create_app(Platform.connect(pool_size=SERVER_POOL_SIZE))

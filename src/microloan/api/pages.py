@@ -4,18 +4,18 @@ Public pages first: "is this invitation official?" and the referral landing of a
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from microloan.api.deps import get_limiter, get_platform, limit_public
-from microloan.api.ratelimit import RateLimiter
 from microloan.service import invitations
 from microloan.service.invitations import MAX_CODE_INPUT_CHARS
-from microloan.service.platform import Platform
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -37,6 +37,7 @@ TEXT: dict[str, dict[str, str]] = {
         "not_genuine": "假:不是平台发出的邀请",
         "landing_title": "好友邀请你开通",
         "channel": "渠道",
+        "accept": "用此邀请码开通",
         "home_title": "欢迎",
         "free": "开通和提额都免费,任何人要你付费都是诈骗。",
     },
@@ -55,33 +56,53 @@ TEXT: dict[str, dict[str, str]] = {
         "not_genuine": "NOT genuine: the platform did not issue this code",
         "landing_title": "A friend invited you",
         "channel": "Channel",
+        "accept": "Open an account with this code",
         "home_title": "Welcome",
         "free": "Opening and raising a line are free: anyone asking you to pay is a scam.",
     },
 }
 
 
-def page_context(request: Request, **extra: Any) -> dict[str, Any]:
-    """Language and mode from the query (then remembered in cookies) or the cookies."""
+def page_context(
+    request: Request, text: dict[str, dict[str, str]] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Language and mode from the query (then remembered in cookies) or the cookies; ``text``
+    adds a page family's own strings (borrower pages, console) to the shared ones."""
     lang = request.query_params.get("lang") or request.cookies.get("lang") or "zh"
     lang = lang if lang in TEXT else "zh"
     mode = request.query_params.get("mode") or request.cookies.get("mode") or "standard"
     mode = mode if mode in ("standard", "elderly") else "standard"
+    other_lang = "en" if lang == "zh" else "zh"
+    other_mode = "standard" if mode == "elderly" else "elderly"
     return {
         "request": request,
+        "lang_href": _same_page(request, lang=other_lang),
+        "mode_href": _same_page(request, mode=other_mode),
         "lang": lang,
         "html_lang": "zh-CN" if lang == "zh" else "en",
         "mode": mode,
-        "t": TEXT[lang],
-        "other_lang": "en" if lang == "zh" else "zh",
-        "other_mode": "standard" if mode == "elderly" else "elderly",
+        "t": TEXT[lang] if text is None else {**TEXT[lang], **text[lang]},
+        "other_lang": other_lang,
+        "other_mode": other_mode,
         **extra,
     }
 
 
-def render(request: Request, name: str, **extra: Any) -> HTMLResponse:
-    ctx = page_context(request, **extra)
-    response = templates.TemplateResponse(request, name, ctx)
+def _same_page(request: Request, **params: str) -> str:
+    """This page with its query kept and ``params`` replaced (the language and mode links)."""
+    url = request.url.include_query_params(**params)
+    return f"{url.path}?{url.query}"
+
+
+def render(
+    request: Request,
+    name: str,
+    text: dict[str, dict[str, str]] | None = None,
+    status_code: int = 200,
+    **extra: Any,
+) -> HTMLResponse:
+    ctx = page_context(request, text, **extra)
+    response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
     for key in ("lang", "mode"):
         if key in request.query_params:
             response.set_cookie(key, ctx[key], max_age=365 * 86400, samesite="lax")
@@ -94,24 +115,64 @@ def home(request: Request) -> HTMLResponse:
 
 
 @router.get("/check", response_class=HTMLResponse)
-def check_page(
+async def check_page(
     request: Request,
-    p: Annotated[Platform, Depends(get_platform)],
-    limiter: Annotated[RateLimiter, Depends(get_limiter)],
     code: Annotated[str | None, Query(max_length=MAX_CODE_INPUT_CHARS)] = None,
 ) -> HTMLResponse:
-    limit_public(request, p, limiter)
-    answer = invitations.check_code(p, code) if code else None
+    answer = await _public_check(request, code)
     return render(request, "check.html", code=code or "", answer=answer)
 
 
 @router.get("/r/{code}", response_class=HTMLResponse)
-def landing_page(
-    code: str,
-    request: Request,
-    p: Annotated[Platform, Depends(get_platform)],
-    limiter: Annotated[RateLimiter, Depends(get_limiter)],
-) -> HTMLResponse:
-    limit_public(request, p, limiter)
-    answer = invitations.check_code(p, code[:MAX_CODE_INPUT_CHARS])
-    return render(request, "landing.html", answer=answer)
+async def landing_page(code: str, request: Request) -> HTMLResponse:
+    answer = await _public_check(request, code[:MAX_CODE_INPUT_CHARS])
+    assert answer is not None, "a path parameter is never empty"
+    # the page is a pure function of the address, the language and mode cookies and the
+    # answer: a shared code's page, opened by many at once, is rendered once a few seconds
+    scope = request.scope
+    key = (
+        scope["path"],
+        scope["query_string"],
+        request.cookies.get("lang"),
+        request.cookies.get("mode"),
+        answer["code"],
+        answer["genuine"],
+        answer["channel"],
+    )
+    now = time.monotonic()
+    kept = _landing_pages.get(key)
+    if kept is not None and kept[0] > now:
+        page = HTMLResponse(kept[3], status_code=kept[1])
+        page.raw_headers = list(kept[2])  # as rendered: length, type, cookies the query set
+        return page
+    page = render(request, "landing.html", answer=answer)
+    if len(_landing_pages) >= LANDING_PAGES_MAX:
+        _landing_pages.clear()  # the bound: start over rather than track ages
+    until = now + LANDING_PAGE_S
+    _landing_pages[key] = (until, page.status_code, tuple(page.raw_headers), bytes(page.body))
+    return page
+
+
+LANDING_PAGE_S = 5.0  # how long a rendered landing page is served again (templates may change)
+LANDING_PAGES_MAX = 4096
+# (path, query, lang and mode cookies, answer) → (until, status, raw headers, body)
+_Rendered = tuple[float, int, tuple[tuple[bytes, bytes], ...], bytes]
+_landing_pages: dict[tuple[Any, ...], _Rendered] = {}
+
+
+async def _public_check(request: Request, code: str | None) -> dict[str, Any] | None:
+    """The public limit, then the invitation check, for the two public pages. On the event
+    loop: the in-memory count, the signature and a recent confirmation of an issued code take
+    microseconds and no thread; only a database read (or a shared rate-limit store) goes to the
+    thread pool."""
+    p, limiter = get_platform(request), get_limiter(request)
+    if limiter.blocking:
+        await run_in_threadpool(limit_public, request, p, limiter)
+    else:
+        limit_public(request, p, limiter)
+    if not code:
+        return None
+    answer = invitations.cached_check(p, code)
+    if answer is None:
+        answer = await run_in_threadpool(invitations.check_code, p, code)
+    return answer

@@ -28,8 +28,16 @@ DEMO_MODEL_LABEL = (
     "the synthetic population (seed 1, 20,000 people), not on real borrowers"
 )
 DEMO_POPULATION = (5_000, 1)  # size, seed when no population file exists yet
-# demo-only operator accounts, for the embedded database; never use these anywhere else
-DEMO_OPERATORS = (("risk_maker", "风控 提议人"), ("risk_checker", "风控 复核人"))
+# demo-only operator accounts, for the embedded database; never use these anywhere else. The
+# two risk analysts activate the demo model (maker, checker); the others show the console's
+# pages for their roles (the administrator sees every page)
+DEMO_OPERATORS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("risk_maker", "风控 提议人", ("risk_analyst",)),
+    ("risk_checker", "风控 复核人", ("risk_analyst",)),
+    ("demo_admin", "演示 管理员", ("administrator",)),
+    ("demo_auditor", "演示 审计", ("auditor",)),
+    ("demo_finance", "演示 财务", ("finance",)),
+)
 DEMO_PASSWORD = "demo-only-2026"
 APPLICANTS = 6
 
@@ -45,9 +53,11 @@ def ensure_population(p: Platform) -> SimulatedWorld:
 
 
 def activate_demo_model(p: Platform) -> str:
-    for username, name in DEMO_OPERATORS:
-        operators.create_operator(p, username, DEMO_PASSWORD, ["risk_analyst"], display_name=name)
-    maker, checker = (operators.authenticate(p, u, DEMO_PASSWORD) for u, _ in DEMO_OPERATORS)
+    for username, name, roles in DEMO_OPERATORS:
+        operators.create_operator(p, username, DEMO_PASSWORD, list(roles), display_name=name)
+    maker, checker = (
+        operators.authenticate(p, u, DEMO_PASSWORD) for u in ("risk_maker", "risk_checker")
+    )
     version = str(models.register(p, maker, DEMO_MODEL, label=DEMO_MODEL_LABEL)["version"])
     proposal = models.propose_activation(p, maker, version)["proposal_id"]
     operators.decide(p, checker, proposal, approve=True, note="demo")
@@ -97,12 +107,44 @@ def load_access_demo(p: Platform) -> dict[str, Any]:
         cid = onboard_person(p, world, "wechat", open_id)
         outcomes.append(decisions.apply(p, cid, "wechat"))
     referral = _share_invitation(p, world, invited, outcomes)
+    review = None if referral is None else _held_for_review(p, world, referral["code"])
     return {
         "model_version": version,
         "invited": batch["invited"],
         "decisions": outcomes,
         "referral": referral,
+        "review": review,
     }
+
+
+REVIEW_TRIES = 200  # people of the population looked at for the demo's manual review
+
+
+def _held_for_review(p: Platform, world: SimulatedWorld, code: str) -> dict[str, Any] | None:
+    """A friend on a rooted phone, otherwise a good risk, enters with the shared code and
+    applies: the decision holds the application for a person, so the console's review queue
+    has a case to decide."""
+    for row in world.rows("wechat")[: REVIEW_TRIES * 20]:
+        person, device = world.person_at(row), world.device_at(row)
+        open_id = person.open_id("wechat")
+        if (
+            open_id is None
+            or not device.rooted
+            or device.emulator
+            or person.blocked
+            or person.fraud_ring is not None
+            or len(world.people_on_device(person.device_id)) > 1
+        ):
+            continue
+        try:
+            invitations.enter_with_code(p, "wechat", open_id, code, device_id=person.device_id)
+        except MicroloanError:
+            continue  # already invited, or known to the platform
+        cid = onboard_person(p, world, "wechat", open_id)
+        answer = decisions.apply(p, cid, "wechat", device_id=person.device_id)
+        if answer["outcome"] == "review":
+            return {"customer_id": cid, "decision": answer}
+    return None
 
 
 def _share_invitation(
