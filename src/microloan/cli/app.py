@@ -396,6 +396,15 @@ def serve_cmd(
     no_demo: Annotated[
         bool, typer.Option("--no-demo", help="Start empty: no demo data on first start.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Server processes (one per core for throughput); each has its own pool.",
+        ),
+    ] = 1,
     database: Database = None,
 ) -> None:
     """服务 Run the HTTP API, borrower pages and operator console. On first start into an
@@ -417,7 +426,40 @@ def serve_cmd(
     err_console.print(
         f"微粒贷平台 microloan on http://{host}:{port}/ (API docs /docs)", highlight=False
     )
-    uvicorn.run(create_app(p), host=host, port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(create_app(p), host=host, port=port, log_level="warning")
+        return
+    _prepare_workers(p, database)
+    err_console.print(f"{workers} 个进程 worker processes", highlight=False)
+    uvicorn.run(
+        "microloan.api.app:app_from_settings",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def _prepare_workers(p: Any, database: str | None) -> None:
+    """Before uvicorn starts the workers (each builds its app from the settings): the database
+    they are to use goes in their environment, and the files the embedded SQLite default makes
+    on first use (data key, gateway secrets) are made here once, not raced for by the workers."""
+    import os
+
+    from microloan.api import gateway
+    from microloan.store.schema import channel
+
+    if database:
+        os.environ["MICROLOAN_DATABASE_URL"] = database
+    if p.engine.dialect.name == "sqlite":
+        _ = p.vault
+        with p.engine.connect() as conn:
+            first = conn.execute(sa.select(channel.c.code).limit(1)).scalar_one_or_none()
+        if first is not None and not p.settings.gateway_secrets:
+            gateway.channel_secret(p, str(first))
+    p.engine.dispose()
 
 
 @ledger_app.command("check")

@@ -13,10 +13,14 @@ enters a code (the partial unique index allows one ``live`` row per channel user
 from __future__ import annotations
 
 import json
+import threading
+import time
+import weakref
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from microloan.access import referral_codes
@@ -54,6 +58,7 @@ __all__ = [
     "Candidate",
     "CreditConditions",
     "add_channel",
+    "cached_check",
     "check_code",
     "enter_with_code",
     "list_channels",
@@ -346,9 +351,31 @@ def _genuine(vault: Vault, code: str) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # The public check
+#
+# Whether a code is signed by the platform is a pure check (an HMAC); whether it was issued
+# needs the database. The check is public and a shared code's landing page is opened by many
+# people at once, so each process keeps the issued codes it has recently confirmed (per
+# database, at most CHECK_CACHE_MAX, each for CHECK_CACHE_TTL_S seconds). An issued code never
+# changes or moves (its channel is fixed when it is stored), so a kept answer can be stale only
+# if the code were removed: it is then still confirmed for at most CHECK_CACHE_TTL_S seconds.
+# Codes found not issued are not kept (only a leaked key could sign them): each is read again.
+# What a text typed reads as (its canonical form, whether the key signed it) is pure: the last
+# CHECK_CACHE_MAX texts read are kept too, so a popular code is not decoded and signed again.
+
+CHECK_CACHE_TTL_S = 5.0
+CHECK_CACHE_MAX = 65_536
 
 _CODE_CHANNEL = sa.select(channel_identity.c.channel).where(
     channel_identity.c.referral_code == sa.bindparam("code")
+)
+# per database (engine): issued code → (monotonic time it may be served until, its channel)
+_issued: weakref.WeakKeyDictionary[Engine, dict[str, tuple[float, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+_issued_lock = threading.Lock()
+# per signing key: code as typed → (as shown, canonical form if signed by the platform)
+_reads: weakref.WeakKeyDictionary[Vault, dict[str, tuple[str, str | None]]] = (
+    weakref.WeakKeyDictionary()
 )
 
 
@@ -356,22 +383,82 @@ def check_code(p: Platform, code: str) -> dict[str, Any]:
     """Is this invitation official? Genuine means signed by the platform AND issued by it.
 
     The signature is checked first (no database for a forged or malformed code), then one lookup
-    on the unique index of issued codes. Never writes; the answer always carries the reminder
-    that opening is free and never done on someone's behalf.
+    on the unique index of issued codes (or a recent confirmation of this process, see above).
+    Never writes; the answer always carries the reminder that opening is free and never done on
+    someone's behalf.
     """
-    text = (code or "").strip()[:MAX_CODE_INPUT_CHARS]
-    canonical = referral_codes.normalise(text)
+    shown, signed = _read_code(p, code)
     found: str | None = None
-    if canonical is not None and referral_codes.is_genuine(p.vault, canonical):
-        with p.engine.connect() as conn:
-            found = conn.execute(_CODE_CHANNEL, {"code": canonical}).scalar_one_or_none()
-    genuine = found is not None
+    if signed is not None:
+        found = _recently_issued(p, signed)
+        if found is None:
+            found = _issued_channel(p, signed)
+    return _check_answer(shown, found)
+
+
+def cached_check(p: Platform, code: str) -> dict[str, Any] | None:
+    """``check_code``'s answer when it needs no database — a malformed or forged code, or one
+    this process confirmed as issued in the last CHECK_CACHE_TTL_S seconds — else None (then
+    call ``check_code``). Cheap and non-blocking, for callers on an event loop."""
+    shown, signed = _read_code(p, code)
+    if signed is None:
+        return _check_answer(shown, None)
+    found = _recently_issued(p, signed)
+    return None if found is None else _check_answer(shown, found)
+
+
+def _read_code(p: Platform, code: str) -> tuple[str, str | None]:
+    """The code as the answer shows it, and its canonical form if the platform signed it (a
+    pure function of the text and the key: each process keeps recent answers)."""
+    text = (code or "").strip()[:MAX_CODE_INPUT_CHARS]
+    vault = p.vault
+    read = _reads.get(vault)
+    if read is None:
+        with _issued_lock:
+            read = _reads.setdefault(vault, {})
+    known = read.get(text)
+    if known is not None:
+        return known
+    canonical = referral_codes.normalise(text)
+    signed = canonical if canonical and referral_codes.is_genuine(vault, canonical) else None
+    if len(read) >= CHECK_CACHE_MAX:
+        read.clear()  # the bound: start over
+    read[text] = (canonical or text, signed)
+    return canonical or text, signed
+
+
+def _check_answer(shown: str, channel_code: str | None) -> dict[str, Any]:
+    genuine = channel_code is not None
     return {
-        "code": canonical or text,
+        "code": shown,
         "genuine": genuine,
-        "channel": found,
+        "channel": channel_code,
         **official_check_message(genuine),
     }
+
+
+def _recently_issued(p: Platform, canonical: str) -> str | None:
+    kept = _issued.get(p.engine, {}).get(canonical)
+    if kept is None or kept[0] < time.monotonic():
+        return None
+    return kept[1]
+
+
+def _issued_channel(p: Platform, canonical: str) -> str | None:
+    """The channel of an issued code, read from the database (and kept a while), else None."""
+    with p.engine.connect() as conn:
+        if p.is_postgres:
+            # no BEGIN and ROLLBACK around one read; psycopg then keeps the statement prepared
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        found = conn.execute(_CODE_CHANNEL, {"code": canonical}).scalar_one_or_none()
+    if found is None:
+        return None
+    with _issued_lock:
+        kept = _issued.setdefault(p.engine, {})
+        if len(kept) >= CHECK_CACHE_MAX:
+            kept.clear()  # the bound: start over rather than track ages
+        kept[canonical] = (time.monotonic() + CHECK_CACHE_TTL_S, str(found))
+    return str(found)
 
 
 # ---------------------------------------------------------------------------------------------
