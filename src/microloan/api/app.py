@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from microloan.api import account, borrower, console, operator, pages, problems, public
+from microloan.api.hotpath import PublicHotPath
 from microloan.api.problems import PROBLEM_RESPONSES
 from microloan.api.ratelimit import RateLimiter
 from microloan.service.platform import Platform
@@ -51,6 +52,8 @@ def create_app(p: Platform | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(account.router, prefix="/app")
     app.include_router(console.router, prefix="/console")
+    app.state.hot_path_served = {}
+    app.add_middleware(PublicHotPath)  # the public check and landing at viral load
     return app
 
 

@@ -127,37 +127,45 @@ async def check_page(
 async def landing_page(code: str, request: Request) -> HTMLResponse:
     answer = await _public_check(request, code[:MAX_CODE_INPUT_CHARS])
     assert answer is not None, "a path parameter is never empty"
-    # the page is a pure function of the address, the language and mode cookies and the
-    # answer: a shared code's page, opened by many at once, is rendered once a few seconds
+    lang, mode = request.cookies.get("lang"), request.cookies.get("mode")
     scope = request.scope
-    key = (
-        scope["path"],
-        scope["query_string"],
-        request.cookies.get("lang"),
-        request.cookies.get("mode"),
-        answer["code"],
-        answer["genuine"],
-        answer["channel"],
-    )
-    now = time.monotonic()
-    kept = _landing_pages.get(key)
-    if kept is not None and kept[0] > now:
-        page = HTMLResponse(kept[3], status_code=kept[1])
-        page.raw_headers = list(kept[2])  # as rendered: length, type, cookies the query set
+    kept = kept_landing(scope["path"], scope["query_string"], lang, mode, answer)
+    if kept is not None:
+        page = HTMLResponse(kept[2], status_code=kept[0])
+        page.raw_headers = list(kept[1])  # as rendered: length, type, cookies the query set
         return page
     page = render(request, "landing.html", answer=answer)
+    key = (scope["path"], scope["query_string"], lang, mode, *_answer_key(answer))
     if len(_landing_pages) >= LANDING_PAGES_MAX:
         _landing_pages.clear()  # the bound: start over rather than track ages
-    until = now + LANDING_PAGE_S
+    until = time.monotonic() + LANDING_PAGE_S
     _landing_pages[key] = (until, page.status_code, tuple(page.raw_headers), bytes(page.body))
     return page
 
 
+# A landing page is a pure function of its address, the language and mode cookies and the
+# answer: a shared code's page, opened by many at once, is rendered once every few seconds and
+# served again as rendered, here and by the public hot path (``api/hotpath.py``).
 LANDING_PAGE_S = 5.0  # how long a rendered landing page is served again (templates may change)
 LANDING_PAGES_MAX = 4096
+Headers = tuple[tuple[bytes, bytes], ...]
 # (path, query, lang and mode cookies, answer) → (until, status, raw headers, body)
-_Rendered = tuple[float, int, tuple[tuple[bytes, bytes], ...], bytes]
-_landing_pages: dict[tuple[Any, ...], _Rendered] = {}
+_landing_pages: dict[tuple[Any, ...], tuple[float, int, Headers, bytes]] = {}
+
+
+def _answer_key(answer: dict[str, Any]) -> tuple[Any, ...]:
+    return answer["code"], answer["genuine"], answer["channel"]
+
+
+def kept_landing(
+    path: str, query: bytes, lang: str | None, mode: str | None, answer: dict[str, Any]
+) -> tuple[int, Headers, bytes] | None:
+    """The landing page rendered in the last LANDING_PAGE_S seconds for this address, query,
+    language and mode cookies and answer: (status, raw headers, body), else None."""
+    kept = _landing_pages.get((path, query, lang, mode, *_answer_key(answer)))
+    if kept is None or kept[0] <= time.monotonic():
+        return None
+    return kept[1], kept[2], kept[3]
 
 
 async def _public_check(request: Request, code: str | None) -> dict[str, Any] | None:
