@@ -1,6 +1,7 @@
 """The borrower pages on both databases: the demo login standing in for the gateway, the whole
 journey from invitation to payoff through the forms, CSRF and idempotency of the forms, masked
-personal data, and that one borrower's pages never show another's loans."""
+personal data, that one borrower's pages never show another's loans, and that text holding
+U+0000 is refused on every form before it reaches the database."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from microloan.service import borrower_view, payments
 from microloan.service.invitation_support import fresh_codes
 from microloan.service.platform import Platform
 from microloan.sim.person import Person
-from microloan.store.schema import channel_identity, loan, repayment
+from microloan.store.schema import channel_identity, loan, metadata, repayment
 
 from .decision_support import activate, invite, people, providers, scorecard
 
@@ -215,6 +216,9 @@ def test_a_borrower_never_sees_anothers_loan(ready: Platform, client: TestClient
         loan_ids.append(int(drawn.headers["location"].split("/")[-1].split("?")[0]))
     # now signed in as b
     assert client.get(f"/app/loans/{loan_ids[1]}").status_code == 200
+    listed = client.get("/app/loans")
+    assert f'href="/app/loans/{loan_ids[1]}"' in listed.text
+    assert f'href="/app/loans/{loan_ids[0]}"' not in listed.text
     theirs = client.get(f"/app/loans/{loan_ids[0]}")
     assert theirs.status_code == 404 and a.name not in theirs.text
     repay = client.get(f"/app/repay?loan={loan_ids[0]}")
@@ -260,3 +264,104 @@ def test_english_and_elderly_mode(ready: Platform, client: TestClient) -> None:
     assert 'name="method" value="equal_installment"' in elderly.text  # one method, no choice
     quote = client.get("/app/draw/quote?amount=1000&term=3")
     assert '<th scope="col">Interest</th>' not in quote.text  # a simpler schedule
+
+
+# ---------------------------------------------------------------------------------------------
+# Text holding U+0000, which PostgreSQL can neither store nor compare
+
+NUL = "\x00"
+
+
+def snapshot(p: Platform) -> dict[str, list[str]]:
+    """Every row of every table: what a refused form must leave as it was."""
+    with p.engine.connect() as conn:
+        return {
+            t.name: sorted(repr(tuple(row)) for row in conn.execute(sa.select(t)))
+            for t in metadata.sorted_tables
+        }
+
+
+def assert_refused(r: httpx.Response, field: str) -> None:
+    """A 422 page naming the field, Chinese first and English beside it, linking home."""
+    assert r.status_code == 422, (field, r.status_code, r.text[:300])
+    assert r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert 'role="alert"' in html and "input.invalid" in html and 'href="/app"' in html
+    zh = html.index(f"{field}:文字不能含有空字符 U+0000")
+    assert zh < html.index(f"{field}: text must not contain U+0000")
+
+
+def test_text_holding_nul_is_refused_on_every_form(ready: Platform, client: TestClient) -> None:
+    person = people(**CLEAN)[0]
+    channel, open_id = person_and_id(person)
+    invite(ready, channel, open_id, person.device_id)
+    before = snapshot(ready)
+    r = client.post(
+        "/app/login", data={"channel": channel, "open_id": open_id + NUL}, follow_redirects=False
+    )
+    assert_refused(r, "open_id")
+    assert "ml_borrower" not in r.headers.get("set-cookie", "")
+    assert client.get("/app", follow_redirects=False).status_code == 303  # not signed in
+
+    home = log_in(client, channel, open_id)
+    assert_refused(client.get("/app", params={"code": "A" + NUL}), "code")
+    assert_refused(post(client, "/app/invitation", home, code="AAAA" + NUL), "code")
+    identity = {"name": person.name + NUL, "id_number": person.id_number}
+    assert_refused(post(client, "/app/onboarding/identity", home, **identity), "name")
+    assert_refused(post(client, "/app/onboarding/ident%00ity", home), "step")
+    assert snapshot(ready) == before
+    assert borrower_view.customer_of(ready, channel, open_id) is None
+
+    onboard_by_forms(client, person)
+    home = client.get("/app")
+    before = snapshot(ready)
+    for path, data, field in (
+        ("/app/onboarding/phone", {"phone": "1380013800" + NUL}, "phone"),
+        ("/app/onboarding/card", {"card_number": person.card_number + NUL}, "card_number"),
+        ("/app/onboarding/consents", {"agree": "credit_report" + NUL}, "agree"),
+        ("/app/consents", {"kind": "credit_report" + NUL, "action": "withdraw"}, "kind"),
+        ("/app/consents", {"kind": "credit_report", "action": "withdraw", NUL: "x"}, "input"),
+        ("/app/apply", {"note": "a" + NUL}, "note"),  # a field the form lacks: still refused
+        ("/app/apply", {"csrf": hidden(home, "csrf") + NUL}, "csrf"),
+        ("/app/logout", {"csrf": hidden(home, "csrf") + NUL}, "csrf"),
+    ):
+        assert_refused(post(client, path, home, **data), field)
+    assert snapshot(ready) == before
+    assert client.get("/app/consents").status_code == 200  # still signed in
+
+    assert post(client, "/app/apply", home).status_code == 303
+    for query, field in (
+        ({"amount": "1000" + NUL, "term": "3"}, "amount"),
+        ({"amount": "1000", "term": "3", "method": "equal_installment" + NUL}, "method"),
+    ):
+        assert_refused(client.get("/app/draw/quote", params=query), field)
+    quote = client.get("/app/draw/quote", params={"amount": "1000", "term": "3"})
+    form = {"amount": "1000", "term": "3", "key": hidden(quote, "key"), "agree": "yes"}
+    before = snapshot(ready)
+    assert_refused(post(client, "/app/draw", quote, **{**form, "key": form["key"] + NUL}), "key")
+    assert_refused(post(client, "/app/draw", quote, **form, method="equal" + NUL), "method")
+    assert snapshot(ready) == before  # no loan, and the loan agreement not granted either
+
+    drawn = post(client, "/app/draw", quote, **form)
+    assert drawn.status_code == 303, drawn.text
+    loan_path = drawn.headers["location"].split("?")[0]
+    assert_refused(client.get(loan_path + "%00"), "loan_id")
+    if ready.is_postgres:
+        payments.work_once(ready)  # the worker pays it
+    repay = client.get("/app/repay")
+    paid = {"loan": "all", "amount": "1000.00", "key": hidden(repay, "key")}
+    before = snapshot(ready)
+    for data, field in (
+        ({**paid, "key": paid["key"] + NUL}, "key"),
+        ({**paid, "loan": "all" + NUL}, "loan"),
+        ({**paid, "amount": "1000.00" + NUL}, "amount"),
+    ):
+        assert_refused(post(client, "/app/repay", repay, **data), field)
+    assert snapshot(ready) == before and count(ready, repayment) == 0
+    assert post(client, "/app/repay", repay, **paid).status_code == 200
+
+
+def test_the_refusal_of_nul_reads_in_english_too(ready: Platform, client: TestClient) -> None:
+    r = client.post("/app/login?lang=en", data={"channel": "wechat", "open_id": NUL})
+    assert_refused(r, "open_id")
+    assert 'lang="en"' in r.text and "Invalid input" in r.text

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from microloan.api.app import create_app
 from microloan.api.console_text import TEXT
 from microloan.domain.rates import DailyRate
-from microloan.service import eod, lending, operators
+from microloan.service import eod, eod_reports, lending, operators
 from microloan.service.platform import Platform
 from microloan.store.schema import audit_log, credit_line, decision, review_case
 
@@ -330,6 +330,34 @@ def test_text_holding_nul_is_refused_before_it_reaches_the_database(
     assert "line.change.propose" not in actions(platform)
 
 
+def test_an_unknown_console_path_answers_a_console_page(
+    platform: Platform, client: TestClient
+) -> None:
+    for method, path in (("GET", "/nothing-here"), ("POST", "/nowhere"), ("GET", "/eod/x/y")):
+        r = client.request(method, f"{CONSOLE}{path}", follow_redirects=False)
+        assert r.status_code == 404, (method, path, r.text[:200])
+        assert r.headers["content-type"].startswith("text/html")
+        assert r.headers["cache-control"] == "no-store"
+        check_page(r.text)
+        html = r.text
+        assert "<h1>未找到</h1>" in html and TEXT["zh"]["err_console_not_found"] in html
+        assert "console.not_found" in html and 'role="alert"' in html
+        assert f'<a href="{CONSOLE}">{TEXT["zh"]["back_home"]}</a>' in html
+    english = client.get(f"{CONSOLE}/nothing-here", params={"lang": "en"})
+    assert english.status_code == 404 and check_page(english.text).html_lang == "en"
+    assert "<h1>Not found</h1>" in english.text
+    assert TEXT["en"]["err_console_not_found"] in english.text
+    add_operator(platform, "root", "administrator")
+    log_in(client, "root")
+    signed_in = client.get(f"{CONSOLE}/customers/1/nothing")
+    assert signed_in.status_code == 404 and "console.not_found" in signed_in.text
+    # what the router answers otherwise is kept: a known path's other method, other prefixes
+    assert client.get(f"{CONSOLE}/logout").status_code == 405
+    for elsewhere in ("/v1/nothing", "/consoles"):
+        r = client.get(elsewhere)
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
 # -- customers, reviews and masking --------------------------------------------------------------
 
 
@@ -514,7 +542,7 @@ def test_maker_checker_through_the_forms(platform: Platform, client: TestClient)
 # -- reports ---------------------------------------------------------------------------------------
 
 
-def _decisions(p: Platform, cid: int, rows: list[tuple[date, str]]) -> None:
+def _decisions(p: Platform, cid: int, rows: list[tuple[date, str]], *, kind: str = "apply") -> None:
     with p.engine.begin() as conn:
         for on, outcome in rows:
             conn.execute(
@@ -522,7 +550,7 @@ def _decisions(p: Platform, cid: int, rows: list[tuple[date, str]]) -> None:
                 {
                     "customer_id": cid,
                     "channel": "wechat",
-                    "kind": "apply",
+                    "kind": kind,
                     "outcome": outcome,
                     "reasons": "[]",
                     "record": "{}",
@@ -566,6 +594,28 @@ def test_the_portfolio_page_draws_charts(platform: Platform, client: TestClient)
     check_page(missing.text)
     eod_page = client.get(f"{CONSOLE}/eod")
     assert eod_page.status_code == 200 and "2026-02-03" in eod_page.text
+
+
+def test_decisions_by_day_counts_the_last_dates_with_applications(platform: Platform) -> None:
+    cid = new_customer(platform)
+    assert eod_reports.decisions_by_day(platform, days=2) == []
+    feb = [date(2026, 2, d) for d in range(1, 5)]
+    _decisions(
+        platform,
+        cid,
+        [(feb[0], "approved"), (feb[2], "declined"), (feb[2], "review")]
+        + [(feb[3], "approved")] * 2,
+    )
+    _decisions(platform, cid, [(feb[3], "declined"), (feb[1], "review")], kind="rescore")
+    zero = dict.fromkeys(("approved", "declined", "review"), 0)
+    assert eod_reports.decisions_by_day(platform, days=2) == [
+        ("2026-02-03", {**zero, "declined": 1, "review": 1}),
+        ("2026-02-04", {**zero, "approved": 2}),
+    ]
+    every = eod_reports.decisions_by_day(platform, days=eod_reports.MAX_DECISION_DAYS)
+    assert [on for on, _ in every] == ["2026-02-01", "2026-02-03", "2026-02-04"]  # rescores not
+    with pytest.raises(AssertionError):
+        eod_reports.decisions_by_day(platform, days=eod_reports.MAX_DECISION_DAYS + 1)
 
 
 def test_the_audit_page_filters_and_pages(platform: Platform, client: TestClient) -> None:

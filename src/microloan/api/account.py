@@ -9,7 +9,9 @@ SQLite embedded database (``MICROLOAN_DEMO_LOGIN`` overrides).
 
 Every form that changes something carries a CSRF token (an HMAC of the session cookie), and
 every money-moving form carries an idempotency key made when the form was shown, so a double
-submit pays or draws once. The pages call the same services as the borrower API.
+submit pays or draws once. The pages call the same services as the borrower API. Text holding
+U+0000 anywhere in a page's path, query or form is refused before anything else runs (422, a
+page naming the field: ``PageRoute``), as the API and the console refuse it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -29,12 +32,13 @@ from urllib.parse import quote as url_quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from microloan.api.account_text import TEXT
 from microloan.api.deps import get_limiter, get_platform
 from microloan.api.gateway import CHANNEL_MAX, OPEN_ID_MAX, channel_secret
 from microloan.api.pages import render, templates
-from microloan.api.problems import status_of
+from microloan.api.problems import nul_form_field, nul_refused, status_of
 from microloan.api.ratelimit import RateLimiter
 from microloan.domain.money import format_yuan, parse_yuan
 from microloan.domain.rates import DailyRate, format_percent_bp100
@@ -46,7 +50,26 @@ from microloan.service.invitation_support import valid_open_id
 from microloan.service.platform import Platform
 from microloan.service.quote import quote, quote_view
 
-router = APIRouter()
+
+class PageRoute(APIRoute):
+    """The borrower pages' route: text holding U+0000 in the path, query or form is refused
+    with a page (422, naming the field) before the endpoint runs, so before the sign-in, the
+    CSRF check and any service: no name, code or key means it, and PostgreSQL can neither
+    store nor compare it (the console's routes and the API refuse it alike)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            field = await nul_form_field(request)
+            if field is not None:
+                return _failed(request, "error.html", None, nul_refused(field))
+            return await handler(request)
+
+        return checked
+
+
+router = APIRouter(route_class=PageRoute)
 
 COOKIE = "ml_borrower"
 SESSION_S = 12 * 3600
@@ -476,10 +499,8 @@ def draw(
 
 @router.get("/loans", response_class=HTMLResponse)
 def loans_page(request: Request, who: Who, p: Plat) -> HTMLResponse:
-    cid = _customer(who)
-    with p.engine.connect() as conn:
-        listed = borrower_view.loans_of(conn, cid)
-    return _page(request, "loans.html", who, loans=listed)
+    listed = lending.list_loans(p, _customer(who), limit=borrower_view.MAX_LOANS)
+    return _page(request, "loans.html", who, loans=listed["loans"])
 
 
 @router.get("/loans/{loan_id}", response_class=HTMLResponse)

@@ -17,6 +17,7 @@ portfolio with its charts, write-off candidates, the audit log, operators) in
     /console/proposals (+ forms)           risk_analyst finance collections auditor
                                            administrator; proposing and checking by kind
     see console_reports for the rest
+    any other path under /console          anyone: a page saying so (404), not a problem
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter
 
-from microloan.api import console_reports
+from microloan.api import console_reports, problems
 from microloan.api import operator as api
 from microloan.api.console_auth import (
     LOGIN_COOKIE,
@@ -43,6 +44,7 @@ from microloan.api.console_auth import (
     csrf_token,
     login_secret,
     new_login_secret,
+    not_found_page,
     page,
     safe_next,
     set_cookie,
@@ -320,3 +322,4 @@ def reject(
 
 
 router.include_router(console_reports.router)
+problems.not_found_pages(PREFIX, not_found_page)

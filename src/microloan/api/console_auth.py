@@ -32,9 +32,9 @@ from microloan.api import operator as api
 from microloan.api.console_text import TEXT
 from microloan.api.deps import get_limiter, get_platform
 from microloan.api.pages import render
-from microloan.api.problems import ApiError, status_of
+from microloan.api.problems import ApiError, nul_form_field, nul_refused, status_of
 from microloan.api.ratelimit import RateLimiter
-from microloan.errors import InvalidInput, MicroloanError
+from microloan.errors import InvalidInput, MicroloanError, NotFound
 from microloan.service.operators import Operator
 from microloan.service.platform import Platform
 
@@ -43,7 +43,6 @@ SESSION_COOKIE = "console_session"
 LOGIN_COOKIE = "console_login"
 CSRF_FIELD = "csrf"
 MAX_CSRF_CHARS = 128
-NUL = "\x00"
 _CSRF_CONTEXT = b"microloan.console.csrf/1"
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -226,6 +225,14 @@ def error_page(request: Request, exc: MicroloanError) -> HTMLResponse:
     return response
 
 
+def not_found_page(request: Request) -> HTMLResponse:
+    """A path under the console that no page has (the router's own 404): a page in the
+    console's layout, linking to the console's home, rather than the API's problem+json. The
+    session is not read: the home page sends whoever has none to the login."""
+    exc = NotFound("没有这个页面 there is no such page", code="console.not_found")
+    return page(request, "error.html", None, status_code=404, error=exc, status=404, home=True)
+
+
 def invalid_input(errors: Any) -> InvalidInput:
     """The first of pydantic's or FastAPI's validation errors, as the platform's error."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid input"}
@@ -250,20 +257,6 @@ def safe_next(target: str) -> str:
     return target if ok and "\\" not in target and "//" not in target else PREFIX
 
 
-async def _nul_field(request: Request) -> str | None:
-    """The first path, query or form field whose text holds U+0000, which no name, note or
-    reason means and PostgreSQL cannot store or compare (the form is parsed once: Starlette
-    keeps it for the endpoint)."""
-    fields: list[tuple[str, Any]] = [*request.path_params.items()]
-    fields += request.query_params.multi_items()
-    if request.method == "POST":
-        fields += (await request.form()).multi_items()
-    for name, value in fields:
-        if NUL in name or (isinstance(value, str) and NUL in value):
-            return name.replace(NUL, "")[:40] or "input"
-    return None
-
-
 class ConsoleRoute(APIRoute):
     """Answers a console route's errors with pages: the login page for no session, and an
     error page with the API's status for the platform's errors and invalid input (text holding
@@ -274,9 +267,9 @@ class ConsoleRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
-                field = await _nul_field(request)
+                field = await nul_form_field(request)
                 if field is not None:
-                    raise InvalidInput(f"{field}: text must not contain U+0000", field=field)
+                    raise nul_refused(field)
                 return await handler(request)
             except LoginRequired:
                 return login_redirect(request)

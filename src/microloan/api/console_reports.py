@@ -15,7 +15,6 @@ import math
 from datetime import date
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
@@ -31,14 +30,13 @@ from microloan.errors import NotFound
 from microloan.service import eod_reports, operator_access
 from microloan.service.operators import PROPOSAL_ROLES
 from microloan.service.platform import Platform
-from microloan.store.schema import decision
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
 HISTORY_RUNS = 90  # end-of-day runs read for the ratio charts (a date may have been rerun)
 HISTORY_DAYS = 60  # dates shown in the ratio charts
 DECISION_DAYS = 30  # business dates shown in the approvals chart
-OUTCOMES = ("approved", "declined", "review")
+assert 1 <= DECISION_DAYS <= charts.MAX_POINTS  # the service checks its own bound
 
 
 @router.get("/write-offs", response_class=HTMLResponse)
@@ -115,7 +113,7 @@ def portfolio(
             charts={},
         )
     history = ratio_history(p)
-    decided = decisions_by_day(p, days=DECISION_DAYS)
+    decided = eod_reports.decisions_by_day(p, days=DECISION_DAYS)
     lang = page_context(request, TEXT)["lang"]
     drawn = _charts(lang, figures, history, decided)
     return page(
@@ -142,33 +140,6 @@ def ratio_history(p: Platform) -> list[dict[str, Any]]:
             by_date.setdefault(run["business_date"], run)
     days = sorted(by_date)[-HISTORY_DAYS:]
     return [by_date[d] for d in days]
-
-
-def decisions_by_day(p: Platform, *, days: int) -> list[tuple[str, dict[str, int]]]:
-    """Applications decided on each of the last ``days`` business dates that had any, by
-    outcome, oldest first."""
-    assert 1 <= days <= charts.MAX_POINTS
-    with p.engine.connect() as conn:
-        dates = list(
-            conn.execute(
-                sa.select(decision.c.business_date)
-                .where(decision.c.kind == "apply")
-                .group_by(decision.c.business_date)
-                .order_by(decision.c.business_date.desc())
-                .limit(days)
-            ).scalars()
-        )
-        if not dates:
-            return []
-        rows = conn.execute(
-            sa.select(decision.c.business_date, decision.c.outcome, sa.func.count())
-            .where(decision.c.kind == "apply", decision.c.business_date >= min(dates))
-            .group_by(decision.c.business_date, decision.c.outcome)
-        ).all()
-    counts = {d.isoformat(): dict.fromkeys(OUTCOMES, 0) for d in dates}
-    for on, outcome, n in rows:
-        counts[on.isoformat()][outcome] = int(n)
-    return sorted(counts.items())
 
 
 # -- the charts ------------------------------------------------------------------------------------
@@ -225,7 +196,8 @@ def _charts(
             )
     if decided:
         series = tuple(
-            (d[f"outcome_{o}"], tuple(float(c[o]) for _, c in decided)) for o in OUTCOMES
+            (d[f"outcome_{o}"], tuple(float(c[o]) for _, c in decided))
+            for o in eod_reports.DECISION_OUTCOMES
         )
         drawn["decisions"] = charts.bar_chart(
             "chart-decisions",

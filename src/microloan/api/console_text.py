@@ -68,6 +68,7 @@ _ZH: dict[str, str] = {
     "err_input_invalid": "请检查输入的内容。",
     "err_line_not_found": "该客户没有授信额度。",
     "err_portfolio_no_figures": "这一天还没有资产质量数据。",
+    "err_console_not_found": "后台没有这个页面:请检查地址,或从后台首页进入。",
     "yes": "是",
     "no": "否",
     "none": "无",
@@ -367,6 +368,8 @@ _EN: dict[str, str] = {
     "err_input_invalid": "Please check what you entered.",
     "err_line_not_found": "The customer has no credit line.",
     "err_portfolio_no_figures": "There are no portfolio figures for this date yet.",
+    "err_console_not_found": "The console has no such page: check the address, or start "
+    "from the console home.",
     "yes": "yes",
     "no": "no",
     "none": "none",

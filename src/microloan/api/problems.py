@@ -1,12 +1,14 @@
 """Every error as ``application/problem+json`` (RFC 9457) with a stable ``code`` and the ``field``
 it concerns: the platform's own errors, request validation, rate limits and anything unexpected
-(a 500 that names no internals)."""
+(a 500 that names no internals). A family of pages may answer the router's 404 under its prefix
+with a page of its own (``not_found_pages``), and the refusal of text holding U+0000 is shared
+by the API's routes and the pages' (``nul_refused``)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -84,6 +86,23 @@ _HTTP_CODES = {
     405: ("method.not_allowed", None),
 }
 
+# Page families (the console) that answer a path no route has under their prefix with a page
+# of their own rather than a problem: prefix → page. Each family's module registers itself.
+_NOT_FOUND_PAGES: dict[str, Callable[[Request], Response]] = {}
+
+
+def not_found_pages(prefix: str, answer: Callable[[Request], Response]) -> None:
+    """Answer the router's 404 for paths under ``prefix`` (``/console``) with ``answer``."""
+    assert prefix.startswith("/") and not prefix.endswith("/"), prefix
+    _NOT_FOUND_PAGES[prefix] = answer
+
+
+def _not_found_page(path: str) -> Callable[[Request], Response] | None:
+    for prefix, answer in _NOT_FOUND_PAGES.items():
+        if path == prefix or path.startswith(f"{prefix}/"):
+            return answer
+    return None
+
 
 def status_of(exc: MicroloanError) -> int:
     if isinstance(exc, ApiError):
@@ -149,31 +168,54 @@ def _document_problems(app: FastAPI) -> None:
 
 NUL = "\x00"
 _JSON_NUL = b"\\u0000"  # JSON writes U+0000 only so; a raw one is not JSON
+FIELD_NAME_CHARS = 40  # of a field's name echoed in a refusal
+
+
+def nul_refused(field: str) -> InvalidInput:
+    """The refusal of text holding U+0000 (422 ``input.invalid``), for the API and the pages:
+    no name, code or note means it, and PostgreSQL can neither store nor compare it."""
+    return InvalidInput(
+        f"{field}:文字不能含有空字符 U+0000 {field}: text must not contain U+0000", field=field
+    )
+
+
+def _field_name(name: str) -> str:
+    """A field's name as a refusal echoes it: without U+0000 itself, and short."""
+    return name.replace(NUL, "")[:FIELD_NAME_CHARS] or "input"
+
+
+def _nul_in_fields(fields: Iterable[tuple[str, Any]]) -> str | None:
+    """The first of ``(name, value)`` whose name or text value holds U+0000."""
+    for name, value in fields:
+        if NUL in name or (isinstance(value, str) and NUL in value):
+            return _field_name(name)
+    return None
+
+
+def _path_and_query(request: Request) -> list[tuple[str, Any]]:
+    return [*request.path_params.items(), *request.query_params.multi_items()]
 
 
 def _nul_in(value: Any, at: tuple[str, ...]) -> str | None:
     """Where in a JSON document a string holds U+0000 (dotted, as ``_field_of`` names it)."""
     if isinstance(value, str):
-        return (".".join(at) or "body") if NUL in value else None
+        return _field_name(".".join(at) or "body") if NUL in value else None
     items: Any = ()
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
         items = ((str(i), v) for i, v in enumerate(value))
     for key, item in items:
-        found = ".".join((*at, key)) if NUL in key else _nul_in(item, (*at, key))
+        found = _field_name(".".join((*at, key))) if NUL in key else _nul_in(item, (*at, key))
         if found is not None:
             return found
     return None
 
 
 async def _nul_field(request: Request) -> str | None:
-    for name, value in request.path_params.items():
-        if isinstance(value, str) and NUL in value:
-            return str(name)
-    for name, value in request.query_params.multi_items():
-        if NUL in name or NUL in value:
-            return name
+    found = _nul_in_fields(_path_and_query(request))
+    if found is not None:
+        return found
     body = await request.body()  # Starlette keeps it for the endpoint's own parsing
     if _JSON_NUL not in body:
         return None
@@ -182,6 +224,15 @@ async def _nul_field(request: Request) -> str | None:
     except ValueError:
         return None  # not JSON: the endpoint's validation says so
     return _nul_in(document, ())
+
+
+async def nul_form_field(request: Request) -> str | None:
+    """The first path, query or form field of a page's request whose text holds U+0000 (the
+    form is parsed once: Starlette keeps it for the endpoint)."""
+    fields = _path_and_query(request)
+    if request.method == "POST":
+        fields += (await request.form()).multi_items()
+    return _nul_in_fields(fields)
 
 
 class InputRoute(APIRoute):
@@ -195,9 +246,7 @@ class InputRoute(APIRoute):
         async def checked(request: Request) -> Response:
             field = await _nul_field(request)
             if field is not None:
-                raise ApiError(
-                    422, f"{field}: text must not contain U+0000", code="input.invalid", field=field
-                )
+                raise nul_refused(field)
             return await handler(request)
 
         return checked
@@ -221,7 +270,10 @@ def install(app: FastAPI) -> None:
         return problem(422, "input.invalid", f"{field}: {first.get('msg', 'invalid')}", field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        page = _not_found_page(request.url.path) if exc.status_code == 404 else None
+        if page is not None:
+            return page(request)
         code, field = _HTTP_CODES.get(exc.status_code, ("http.error", None))
         return problem(exc.status_code, code, str(exc.detail), field, exc.headers)
 

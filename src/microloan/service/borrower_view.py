@@ -23,7 +23,7 @@ from microloan.store.schema import (
     review_case,
 )
 
-MAX_LOANS = 200  # at most max_open_loans are open; the rest is history, newest first
+MAX_LOANS = 200  # on the loans page (``lending.list_loans``): the open ones, then history
 MAX_PERSONAS = 6  # of each kind on the demo login page
 # the consents an application needs; the loan agreement is asked for with the first draw
 APPLY_CONSENTS = ("credit_report", "sensitive_pi")
@@ -128,38 +128,6 @@ def latest_application(conn: sa.Connection, customer_id: int) -> dict[str, Any] 
         "business_date": row.business_date.isoformat(),
         "review_status": row.review_status,
     }
-
-
-def loans_of(conn: sa.Connection, customer_id: int) -> list[dict[str, Any]]:
-    """The customer's loans, newest first: open ones and their history."""
-    rows = conn.execute(
-        sa.select(
-            loan.c.loan_id,
-            loan.c.status,
-            loan.c.principal_fen,
-            loan.c.principal_outstanding_fen,
-            loan.c.term_months,
-            loan.c.method,
-            loan.c.drawn_on,
-            loan.c.closed_on,
-        )
-        .where(loan.c.customer_id == customer_id)
-        .order_by(loan.c.loan_id.desc())
-        .limit(MAX_LOANS)
-    ).all()
-    return [
-        {
-            "loan_id": r.loan_id,
-            "status": r.status,
-            "principal": format_yuan(r.principal_fen),
-            "principal_outstanding": format_yuan(r.principal_outstanding_fen),
-            "term_months": r.term_months,
-            "method": r.method,
-            "drawn_on": r.drawn_on.isoformat(),
-            "closed_on": r.closed_on.isoformat() if r.closed_on else None,
-        }
-        for r in rows
-    ]
 
 
 def owns_loan(conn: sa.Connection, customer_id: int, loan_id: int) -> bool:

@@ -1,5 +1,6 @@
-"""What the end of day leaves behind, read back: its runs (``eod status``) and the day's
-portfolio figures (``portfolio``), both from stored rows, never recomputed."""
+"""The reports of the portfolio, read back from stored rows, never recomputed: what the end of
+day leaves behind (its runs, ``eod status``, and the day's figures, ``portfolio``) and the
+applications decided on each business date (``decisions_by_day``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from microloan.decisions.policy import Outcome
 from microloan.domain.classification import PortfolioFigures, Tier, format_ratio
 from microloan.domain.money import format_yuan
 from microloan.errors import NotFound
 from microloan.service.clock import first_date_to_close, read_clock
 from microloan.service.platform import Platform
 from microloan.servicing.day_close import add_figures
-from microloan.store.schema import book, eod_run, portfolio_day, recon_issue
+from microloan.store.schema import book, decision, eod_run, portfolio_day, recon_issue
+
+MAX_DECISION_DAYS = 366  # business dates counted at most by ``decisions_by_day``
+DECISION_OUTCOMES = tuple(o.value for o in Outcome)  # approved, declined, review
 
 
 def eod_status(p: Platform, *, limit: int = 10) -> dict[str, Any]:
@@ -142,3 +147,31 @@ def _figures(f: dict[str, int]) -> dict[str, Any]:
             for t in Tier
         },
     }
+
+
+def decisions_by_day(p: Platform, *, days: int) -> list[tuple[str, dict[str, int]]]:
+    """Applications decided on each of the last ``days`` business dates that had any, counted
+    by outcome (every outcome named, zeros included), oldest first."""
+    assert 1 <= days <= MAX_DECISION_DAYS, days
+    with p.engine.connect() as conn:
+        dates = list(
+            conn.execute(
+                sa.select(decision.c.business_date)
+                .where(decision.c.kind == "apply")
+                .group_by(decision.c.business_date)
+                .order_by(decision.c.business_date.desc())
+                .limit(days)
+            ).scalars()
+        )
+        if not dates:
+            return []
+        rows = conn.execute(
+            sa.select(decision.c.business_date, decision.c.outcome, sa.func.count())
+            .where(decision.c.kind == "apply", decision.c.business_date >= min(dates))
+            .group_by(decision.c.business_date, decision.c.outcome)
+        ).all()
+    counts = {d.isoformat(): dict.fromkeys(DECISION_OUTCOMES, 0) for d in dates}
+    for on, outcome, n in rows:
+        counts[on.isoformat()][outcome] = int(n)
+    assert len(counts) == len(dates) <= days
+    return sorted(counts.items())
