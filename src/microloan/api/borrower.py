@@ -292,7 +292,7 @@ def _conflict_on_header(exc: IdempotencyConflict, key: str, header: str) -> Idem
 
 def _own_loan(p: Platform, customer_id: int, loan_id: int) -> None:
     """Refuses a loan of another customer exactly as one that does not exist."""
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         owner = conn.execute(
             sa.select(loan.c.customer_id).where(loan.c.loan_id == loan_id)
         ).scalar_one_or_none()
@@ -332,14 +332,14 @@ def me(b: Caller, p: Plat) -> dict[str, Any]:
 
 @router.get("/me/line", response_model=LineOut, summary="我的额度 My credit line")
 def my_line(b: Caller, p: Plat) -> dict[str, Any]:
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         return lending.line_summary(conn, _customer(b))
 
 
 @router.get("/me/consents", response_model=ConsentsOut, summary="我的授权 My consents")
 def my_consents(b: Caller, p: Plat) -> dict[str, Any]:
     cid = _customer(b)
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         return onboarding.consent_list(conn, p, cid)
 
 
@@ -398,7 +398,7 @@ def bind_card(body: CardIn, b: Caller, p: Plat) -> dict[str, Any]:
 @router.get("/onboarding/cards", response_model=CardsOut, summary="我的银行卡 My cards")
 def cards(b: Caller, p: Plat) -> dict[str, Any]:
     cid = _customer(b)
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         return onboarding.card_list(conn, cid)
 
 
@@ -459,14 +459,14 @@ def quote_draw(body: DrawIn, b: Caller, p: Plat) -> dict[str, Any]:
     if body.term_months not in p.settings.terms:
         terms = ", ".join(str(t) for t in p.settings.terms)
         raise InvalidInput(f"a term is one of {terms} months", field="term_months")
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         rate = DailyRate.parse(lending.line_summary(conn, cid)["daily_rate"])
         today = read_clock(conn, p.now).open_date
     return quote_view(quote(amount_fen, body.term_months, rate, _method(body.method), today))
 
 
 def _key_answered(p: Platform, key: str) -> bool:
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         return (
             conn.execute(
                 sa.select(idempotency.c.key).where(
@@ -494,7 +494,7 @@ def draw(
     amount_fen = parse_yuan(body.amount, field="amount")
     method = _method(body.method)
     if not _key_answered(p, key):  # a replay answers as before, whatever changed since
-        with p.engine.connect() as conn:
+        with p.reading() as conn:
             onboarding.require_consents(conn, p, cid, "loan_agreement")
     pay_now = p.engine.dialect.name == "sqlite"
     try:
@@ -514,16 +514,14 @@ def loans(b: Caller, p: Plat) -> dict[str, Any]:
 
 @router.get("/loans/{loan_id}", response_model=LoanOut, summary="借款详情 A loan and schedule")
 def show_loan(loan_id: PositiveId, b: Caller, p: Plat) -> dict[str, Any]:
-    _own_loan(p, _customer(b), loan_id)
-    return lending.show_loan(p, loan_id)
+    return lending.show_loan(p, loan_id, customer_id=_customer(b))
 
 
 @router.get(
     "/loans/{loan_id}/payoff", response_model=PayoffOut, summary="结清金额 What clears a loan"
 )
 def payoff(loan_id: PositiveId, b: Caller, p: Plat) -> dict[str, Any]:
-    _own_loan(p, _customer(b), loan_id)
-    return lending.payoff(p, loan_id)
+    return lending.payoff(p, loan_id, customer_id=_customer(b))
 
 
 @router.post("/repayments", response_model=RepaymentOut, status_code=201, summary="还款 Repay")

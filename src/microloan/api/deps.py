@@ -8,14 +8,26 @@ from microloan.api.ratelimit import RateLimiter
 from microloan.service.platform import Platform
 
 
-def get_platform(request: Request) -> Platform:
+def platform_of(request: Request) -> Platform:
     p: Platform = request.app.state.platform
     return p
 
 
-def get_limiter(request: Request) -> RateLimiter:
+def limiter_of(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.limiter
     return limiter
+
+
+# The dependencies: coroutines, so that FastAPI runs them on the event loop (a plain function
+# dependency takes a trip through the thread pool on every request).
+
+
+async def get_platform(request: Request) -> Platform:
+    return platform_of(request)
+
+
+async def get_limiter(request: Request) -> RateLimiter:
+    return limiter_of(request)
 
 
 def client_address(request: Request) -> str:

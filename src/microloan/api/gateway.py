@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from microloan.api.deps import get_limiter, get_platform
+from microloan.api.deps import get_limiter, get_platform, limiter_of, platform_of
 from microloan.api.problems import ApiError, InputRoute
 from microloan.api.ratelimit import RateLimiter
 from microloan.service.platform import Platform
@@ -373,7 +373,7 @@ class GatewayRoute(InputRoute):
         handler = super().get_route_handler()
 
         async def signed_first(request: Request) -> Response:
-            checked = await _verified(request, get_platform(request), get_limiter(request))
+            checked = await _verified(request, platform_of(request), limiter_of(request))
             request.scope[_SCOPE_KEY] = checked
             return await handler(request)
 

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from microloan.api.deps import get_limiter, get_platform, limit_public
+from microloan.api.deps import limit_public, limiter_of, platform_of
 from microloan.service import invitations
 from microloan.service.invitations import MAX_CODE_INPUT_CHARS
 
@@ -173,7 +173,7 @@ async def _public_check(request: Request, code: str | None) -> dict[str, Any] | 
     loop: the in-memory count, the signature and a recent confirmation of an issued code take
     microseconds and no thread; only a database read (or a shared rate-limit store) goes to the
     thread pool."""
-    p, limiter = get_platform(request), get_limiter(request)
+    p, limiter = platform_of(request), limiter_of(request)
     if limiter.blocking:
         await run_in_threadpool(limit_public, request, p, limiter)
     else:

@@ -220,14 +220,8 @@ def read_context(
     for_rescore: bool = False,
 ) -> Context:
     """What the platform knows of the applicant, in one short read (two statements)."""
-    with p.engine.connect() as conn:
-        if p.is_postgres:
-            # Under READ COMMITTED each statement reads its own snapshot, in a transaction or
-            # not; without one there is no BEGIN and COMMIT to wait for, and psycopg keeps its
-            # prepared statements (it drops them at every rollback, such as the pool's reset).
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    with p.reading() as conn:
         ctx = _gather(conn, p, customer_id, channel, device_id, for_rescore=for_rescore)
-        conn.commit()
     return ctx
 
 

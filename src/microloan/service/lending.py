@@ -535,9 +535,13 @@ def _update_line(
 # Reads
 
 
-def _read_loan(conn: sa.Connection, loan_id: int) -> tuple[Any, L.LoanState]:
+def _read_loan(
+    conn: sa.Connection, loan_id: int, customer_id: int | None = None
+) -> tuple[Any, L.LoanState]:
+    """The loan's row and state; a loan of another customer than ``customer_id`` (when given)
+    is refused exactly as one that does not exist."""
     row = conn.execute(sa.select(*repo.LOAN_COLUMNS).where(loan.c.loan_id == loan_id)).one_or_none()
-    if row is None:
+    if row is None or (customer_id is not None and row.customer_id != customer_id):
         raise NotFound(f"loan {loan_id} does not exist", code="loan.not_found", field="loan")
     return row, repo.live_states(conn, [row])[loan_id]
 
@@ -546,7 +550,7 @@ def list_loans(p: Platform, customer_id: int, *, limit: int = MAX_LISTED_LOANS) 
     """The customer's loans, newest first: the open ones (at most ``max_open_loans``) and then
     their history, cut at ``limit``."""
     assert 1 <= limit <= MAX_LISTED_LOANS, limit
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         rows = conn.execute(
             sa.select(
                 loan.c.loan_id,
@@ -578,10 +582,11 @@ def list_loans(p: Platform, customer_id: int, *, limit: int = MAX_LISTED_LOANS) 
     return {"customer_id": customer_id, "loans": loans}
 
 
-def payoff(p: Platform, loan_id: int) -> dict[str, Any]:
-    with p.engine.connect() as conn:
+def payoff(p: Platform, loan_id: int, *, customer_id: int | None = None) -> dict[str, Any]:
+    """What clears the loan today; only a loan of ``customer_id`` when given."""
+    with p.reading() as conn:
         today = read_clock(conn, p.now).open_date
-        _row, state = _read_loan(conn, loan_id)
+        _row, state = _read_loan(conn, loan_id, customer_id)
     brk = L.payoff(state, today)
     return {
         "loan_id": loan_id,
@@ -593,10 +598,11 @@ def payoff(p: Platform, loan_id: int) -> dict[str, Any]:
     }
 
 
-def show_loan(p: Platform, loan_id: int) -> dict[str, Any]:
-    with p.engine.connect() as conn:
+def show_loan(p: Platform, loan_id: int, *, customer_id: int | None = None) -> dict[str, Any]:
+    """The loan, its schedule and its payment; only a loan of ``customer_id`` when given."""
+    with p.reading() as conn:
         today = read_clock(conn, p.now).open_date
-        row, state = _read_loan(conn, loan_id)
+        row, state = _read_loan(conn, loan_id, customer_id)
         disbursement = payment_store.disbursement_view(conn, loan_id)
     live = L.advance(state, today)
     brk = L.payoff(live, today)

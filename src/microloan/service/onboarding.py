@@ -550,4 +550,5 @@ def profile(p: Platform, customer_id: int) -> dict[str, Any]:
             "steps": [{"step": s.step, "source": s.source, "at": s.at.isoformat()} for s in steps],
         }
 
-    return p.transaction(work)
+    with p.reading() as conn:
+        return work(conn)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -99,6 +100,18 @@ class Platform:
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def reading(self) -> Iterator[sa.Connection]:
+        """A connection for reads. On PostgreSQL it runs without a transaction (AUTOCOMMIT):
+        under READ COMMITTED each statement reads its own snapshot whether in a transaction or
+        not, so nothing changes for the reader, but there is no BEGIN and ROLLBACK to wait for,
+        and psycopg keeps its prepared statements (it drops them all at every rollback).
+        Nothing written through it is rolled back: use ``transaction`` to write."""
+        with self.engine.connect() as conn:
+            if self.is_postgres:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
 
     def transaction(self, work: Callable[[sa.Connection], T], *, retries: int = 5) -> T:
         """Run ``work`` in one transaction, retrying serialisation failures and key races."""
