@@ -65,6 +65,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--warmup-seconds", type=float, default=10.0, help="untimed run before it")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (public load)")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (public load)")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offer about this many public requests/s (each connection paced: "
+        "connections × 1000 / rate ms between requests); 0: as fast as answered (saturation)",
+    )
     ap.add_argument("--codes", type=int, default=2000, help="invited users with a personal code")
     ap.add_argument("--distinct", type=int, default=20_000, help="distinct requests cycled over")
     ap.add_argument("--api-share", type=float, default=0.5, help="share of JSON checks")
@@ -299,6 +306,7 @@ def run_phase(
         connections=args.connections,
         seconds=seconds,
         cycle=True,
+        pace_ms=args.connections * 1000 / args.rate if args.rate else 0.0,
     )
     api_out = borrowers.join() if borrowers is not None else None
     wall_s = time.perf_counter() - t
@@ -401,7 +409,11 @@ def report(
             "setup_s": made.setup_s,
         },
         "load_generator": {
-            "public": {"connections": args.connections, "threads": args.threads},
+            "public": {
+                "connections": args.connections,
+                "threads": args.threads,
+                "offered_rate_per_s": args.rate or None,
+            },
             "borrowers": {"connections": args.api_connections} if args.with_api else None,
         },
         "machine": {

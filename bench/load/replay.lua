@@ -1,12 +1,15 @@
 -- wrk script: replays pre-built raw HTTP requests, each once and in order.
 --
---   wrk -t T -c C -d 30s -s bench/load/replay.lua http://127.0.0.1:PORT -- DIR HOST [CYCLE]
+--   wrk -t T -c C -d 30s -s bench/load/replay.lua http://127.0.0.1:PORT -- DIR HOST [CYCLE [PACE]]
 --
 -- Thread i (0-based) sends the requests of DIR/requests.<i>, a file of records
 -- "<length in bytes>\n<the raw request>" written by bench/load/wrk.py. Signed borrower requests
 -- carry single-use nonces, so by default each is sent once: a thread that has sent all of its
 -- requests sends "GET /healthz" (counted as overflow) and stops. With CYCLE = "cycle" the
 -- requests are sent round and round instead (the public pages: no nonce, no limit on reuse).
+-- With PACE (milliseconds, > 0) each connection waits that long before each request (wrk's
+-- delay()): about C × 1000 / (PACE + latency) requests a second are offered, whatever the server
+-- could take, so latency is measured at a given load rather than at saturation.
 --
 -- At the end one line is printed: "REPLAY_JSON {...}" with per-thread counts of requests sent,
 -- responses by status, overflow, a few error bodies, and wrk's latency percentiles (µs).
@@ -39,6 +42,7 @@ function init(args)
    reqs = load_requests(args[1] .. "/requests." .. id)
    count = #reqs
    cycle = args[3] == "cycle"
+   pace = tonumber(args[4] or "0") or 0
    spare = "GET /healthz HTTP/1.1\r\nHost: " .. args[2] .. "\r\n\r\n"
    sent = 0
    overflow = 0
@@ -59,6 +63,10 @@ function request()
    end
    sent = sent + 1
    return reqs[sent]
+end
+
+function delay()
+   return pace
 end
 
 function response(status, headers, body)

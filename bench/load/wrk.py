@@ -75,9 +75,12 @@ def run(
     connections: int,
     seconds: float,
     cycle: bool = False,
+    pace_ms: float = 0.0,
     timeout_s: float = 10.0,
 ) -> tuple[dict[str, Any], int]:
-    """Run wrk for ``seconds`` over the requests in ``folder``: its report and its pid."""
+    """Run wrk for ``seconds`` over the requests in ``folder``: its report and its pid. With
+    ``pace_ms`` each connection waits that long before each request (an offered load of about
+    connections × 1000 / (pace_ms + latency) requests a second; 0: as fast as answered)."""
     command = [
         require_wrk(),
         f"-t{threads}",
@@ -91,6 +94,7 @@ def run(
         str(folder),
         host,
         "cycle" if cycle else "once",
+        f"{pace_ms:g}",
     ]
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE

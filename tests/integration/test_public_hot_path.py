@@ -130,3 +130,15 @@ def test_a_shared_rate_limit_store_is_left_to_the_routes(
     client = TestClient(app)
     assert client.get("/v1/public/invitations/NOT-A-CODE").json()["genuine"] is False
     assert _served(app) == {}
+
+
+def test_the_pages_kept_are_bounded_least_recently_served_first(
+    p: Platform,  # noqa: F811
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(pages, "LANDING_PAGES_MAX", 2)
+    client = TestClient(create_app(p))
+    first, second, third = (f"/r/NOT-A-CODE-{i}" for i in range(3))
+    for url in (first, second, first, third):  # the first served again: the second is dropped
+        assert client.get(url).status_code == 200
+    assert [key[0] for key in pages._landing_pages] == [first, third]

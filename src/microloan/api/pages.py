@@ -4,7 +4,7 @@ Public pages first: "is this invitation official?" and the referral landing of a
 
 from __future__ import annotations
 
-import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -136,21 +136,22 @@ async def landing_page(code: str, request: Request) -> HTMLResponse:
         return page
     page = render(request, "landing.html", answer=answer)
     key = (scope["path"], scope["query_string"], lang, mode, *_answer_key(answer))
-    if len(_landing_pages) >= LANDING_PAGES_MAX:
-        _landing_pages.clear()  # the bound: start over rather than track ages
-    until = time.monotonic() + LANDING_PAGE_S
-    _landing_pages[key] = (until, page.status_code, tuple(page.raw_headers), bytes(page.body))
+    _landing_pages[key] = (page.status_code, tuple(page.raw_headers), bytes(page.body))
+    if len(_landing_pages) > LANDING_PAGES_MAX:
+        _landing_pages.popitem(last=False)  # the least recently served
     return page
 
 
 # A landing page is a pure function of its address, the language and mode cookies and the
-# answer: a shared code's page, opened by many at once, is rendered once every few seconds and
-# served again as rendered, here and by the public hot path (``api/hotpath.py``).
-LANDING_PAGE_S = 5.0  # how long a rendered landing page is served again (templates may change)
-LANDING_PAGES_MAX = 4096
+# answer (whether the code is genuine, and its channel): a shared code's page, opened by many at
+# once, is rendered once and served again as rendered, here and by the public hot path
+# (``api/hotpath.py``). The answer is part of the key, so a kept page is never older than the
+# answer it shows (an issued code's is confirmed again every CHECK_CACHE_TTL_S seconds); the
+# most recently served LANDING_PAGES_MAX pages are kept (about 2 KB each).
+LANDING_PAGES_MAX = 16_384
 Headers = tuple[tuple[bytes, bytes], ...]
-# (path, query, lang and mode cookies, answer) → (until, status, raw headers, body)
-_landing_pages: dict[tuple[Any, ...], tuple[float, int, Headers, bytes]] = {}
+# (path, query, lang and mode cookies, answer) → (status, raw headers, body)
+_landing_pages: OrderedDict[tuple[Any, ...], tuple[int, Headers, bytes]] = OrderedDict()
 
 
 def _answer_key(answer: dict[str, Any]) -> tuple[Any, ...]:
@@ -160,12 +161,13 @@ def _answer_key(answer: dict[str, Any]) -> tuple[Any, ...]:
 def kept_landing(
     path: str, query: bytes, lang: str | None, mode: str | None, answer: dict[str, Any]
 ) -> tuple[int, Headers, bytes] | None:
-    """The landing page rendered in the last LANDING_PAGE_S seconds for this address, query,
-    language and mode cookies and answer: (status, raw headers, body), else None."""
-    kept = _landing_pages.get((path, query, lang, mode, *_answer_key(answer)))
-    if kept is None or kept[0] <= time.monotonic():
-        return None
-    return kept[1], kept[2], kept[3]
+    """The landing page rendered for this address, query, language and mode cookies and
+    answer: (status, raw headers, body), else None."""
+    key = (path, query, lang, mode, *_answer_key(answer))
+    kept = _landing_pages.get(key)
+    if kept is not None:
+        _landing_pages.move_to_end(key)  # on the event loop, as every use of the pages kept
+    return kept
 
 
 async def _public_check(request: Request, code: str | None) -> dict[str, Any] | None:

@@ -411,7 +411,7 @@ def serve_cmd(
     empty database the demo population and book are loaded, unless --no-demo."""
     import uvicorn
 
-    from microloan.api.app import create_app
+    from microloan.api.app import create_app, settle_heap
     from microloan.cli.common import err_console
     from microloan.service.admin import init_db
     from microloan.service.demo import load_demo
@@ -427,7 +427,9 @@ def serve_cmd(
         f"微粒贷平台 microloan on http://{host}:{port}/ (API docs /docs)", highlight=False
     )
     if workers == 1:
-        uvicorn.run(create_app(p), host=host, port=port, log_level="warning")
+        served = create_app(p)
+        settle_heap()
+        uvicorn.run(served, host=host, port=port, log_level="warning")
         return
     _prepare_workers(p, database)
     err_console.print(f"{workers} 个进程 worker processes", highlight=False)
