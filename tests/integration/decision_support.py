@@ -12,13 +12,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from microloan.decisions.scorecard import scaling_constants, version_of
+from microloan.domain.rates import DailyRate
 from microloan.providers.simulated import SimulatedWorld
 from microloan.service import models, onboarding, operators
 from microloan.service.platform import Platform
 from microloan.service.providers import Providers, from_world
 from microloan.sim import population
 from microloan.sim.person import Person
-from microloan.store.schema import channel_identity, invitation
+from microloan.store.schema import channel_identity, decision, invitation, review_case
 
 PASSWORD = "s3cret-passw0rd"
 SEED = 7
@@ -207,3 +208,38 @@ def people(**where: Any) -> list[Person]:
 def count(p: Platform, table: sa.Table) -> int:
     with p.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def open_review_case(p: Platform, cid: int, channel: str) -> int:
+    """A decision held for review and its open case, as the decision engine leaves them."""
+    now = p.now()
+    with p.engine.begin() as conn:
+        did = conn.execute(
+            decision.insert().returning(decision.c.decision_id),
+            {
+                "customer_id": cid,
+                "channel": channel,
+                "kind": "apply",
+                "outcome": "review",
+                "grade": "B",
+                "score": 610,
+                "limit_fen": 500_000,
+                "rate_units": DailyRate.parse("0.0005").units,
+                "reasons": json.dumps(["fraud.device.shared"]),
+                "record": "{}",
+                "business_date": now.date(),
+                "created_at": now,
+            },
+        ).scalar_one()
+        return int(
+            conn.execute(
+                review_case.insert().returning(review_case.c.case_id),
+                {
+                    "decision_id": did,
+                    "customer_id": cid,
+                    "status": "open",
+                    "signals": json.dumps(["fraud.device.shared"]),
+                    "opened_at": now,
+                },
+            ).scalar_one()
+        )

@@ -17,9 +17,9 @@ from microloan.api.app import create_app
 from microloan.domain.rates import DailyRate
 from microloan.service import lending, onboarding, operators
 from microloan.service.platform import Platform
-from microloan.store.schema import audit_log, decision, operator, operator_session, review_case
+from microloan.store.schema import audit_log, operator, operator_session
 
-from .decision_support import PASSWORD, onboard, people
+from .decision_support import PASSWORD, onboard, open_review_case, people
 
 BASE = "/v1/operator"
 PROBLEM = "application/problem+json"
@@ -305,45 +305,11 @@ def _onboarded(p: Platform) -> tuple[int, Any]:
     return onboard(p, person), person
 
 
-def _review_case(p: Platform, cid: int, channel: str) -> int:
-    now = p.now()
-    with p.engine.begin() as conn:
-        did = conn.execute(
-            decision.insert().returning(decision.c.decision_id),
-            {
-                "customer_id": cid,
-                "channel": channel,
-                "kind": "apply",
-                "outcome": "review",
-                "grade": "B",
-                "score": 610,
-                "limit_fen": 500_000,
-                "rate_units": DailyRate.parse("0.0005").units,
-                "reasons": json.dumps(["fraud.device.shared"]),
-                "record": "{}",
-                "business_date": now.date(),
-                "created_at": now,
-            },
-        ).scalar_one()
-        return int(
-            conn.execute(
-                review_case.insert().returning(review_case.c.case_id),
-                {
-                    "decision_id": did,
-                    "customer_id": cid,
-                    "status": "open",
-                    "signals": json.dumps(["fraud.device.shared"]),
-                    "opened_at": now,
-                },
-            ).scalar_one()
-        )
-
-
 def test_search_review_and_360_show_masked_data_only_and_are_audited(
     platform: Platform, client: TestClient
 ) -> None:
     cid, person = _onboarded(platform)
-    case_id = _review_case(platform, cid, person.primary_channel)
+    case_id = open_review_case(platform, cid, person.primary_channel)
     add_operator(platform, "analyst", "risk_analyst")
     add_operator(platform, "service", "customer_service")
     add_operator(platform, "auditor", "auditor")

@@ -365,3 +365,27 @@ def test_the_refusal_of_nul_reads_in_english_too(ready: Platform, client: TestCl
     r = client.post("/app/login?lang=en", data={"channel": "wechat", "open_id": NUL})
     assert_refused(r, "open_id")
     assert 'lang="en"' in r.text and "Invalid input" in r.text
+
+
+def test_a_form_that_fails_validation_answers_a_page(ready: Platform, client: TestClient) -> None:
+    person = people(**CLEAN)[0]
+    channel, open_id = person_and_id(person)
+    invite(ready, channel, open_id, person.device_id)
+    log_in(client, channel, open_id)
+    page = client.get("/app/onboarding")
+    before = count(ready, metadata.tables["onboarding_step"])
+    too_long = post(client, "/app/onboarding/identity", page, name="名" * 65, id_number="1")
+    missing = post(client, "/app/consents", page, kind="credit_report")  # no action
+    for r, field in ((too_long, "name"), (missing, "action")):
+        assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+        assert "输入有误" in r.text and f"· {field}" in r.text
+    assert client.get("/app/loans/0").status_code == 422  # an address no loan has
+    assert count(ready, metadata.tables["onboarding_step"]) == before
+
+
+def test_an_unknown_app_path_answers_a_page(client: TestClient) -> None:
+    r = client.get("/app/nothing-here?lang=en")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "There is no such page" in r.text and 'href="/app"' in r.text
+    assert "没有这个页面" in client.get("/app/nothing-here?lang=zh").text
+    assert client.get("/v1/nothing-here").json()["code"] == "not_found"  # the API's own

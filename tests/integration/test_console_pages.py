@@ -4,7 +4,6 @@ the structure every page must have; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from microloan.service import eod, eod_reports, lending, operators
 from microloan.service.platform import Platform
 from microloan.store.schema import audit_log, credit_line, decision, review_case
 
-from .decision_support import PASSWORD, onboard, people
+from .decision_support import PASSWORD, onboard, open_review_case, people
 from .support import EI, draw, new_customer, set_date
 
 CONSOLE = "/console"
@@ -361,44 +360,10 @@ def test_an_unknown_console_path_answers_a_console_page(
 # -- customers, reviews and masking --------------------------------------------------------------
 
 
-def _review_case(p: Platform, cid: int, channel: str) -> int:
-    now = p.now()
-    with p.engine.begin() as conn:
-        did = conn.execute(
-            decision.insert().returning(decision.c.decision_id),
-            {
-                "customer_id": cid,
-                "channel": channel,
-                "kind": "apply",
-                "outcome": "review",
-                "grade": "B",
-                "score": 610,
-                "limit_fen": 500_000,
-                "rate_units": DailyRate.parse("0.0005").units,
-                "reasons": json.dumps(["fraud.device.shared"]),
-                "record": "{}",
-                "business_date": now.date(),
-                "created_at": now,
-            },
-        ).scalar_one()
-        return int(
-            conn.execute(
-                review_case.insert().returning(review_case.c.case_id),
-                {
-                    "decision_id": did,
-                    "customer_id": cid,
-                    "status": "open",
-                    "signals": json.dumps(["fraud.device.shared"]),
-                    "opened_at": now,
-                },
-            ).scalar_one()
-        )
-
-
 def test_search_and_360_show_masked_data_only(platform: Platform, client: TestClient) -> None:
     person = people(blocked=False, ring=False, shared_device=False)[0]
     cid = onboard(platform, person)
-    _review_case(platform, cid, person.primary_channel)
+    open_review_case(platform, cid, person.primary_channel)
     add_operator(platform, "service", "customer_service")
     log_in(client, "service")
     secrets_ = [person.id_number, person.phone, person.card_number]
@@ -427,7 +392,7 @@ def test_search_and_360_show_masked_data_only(platform: Platform, client: TestCl
 def test_a_manual_review_decided_through_the_form(platform: Platform, client: TestClient) -> None:
     person = people(blocked=False, ring=False, shared_device=False)[0]
     cid = onboard(platform, person)
-    case_id = _review_case(platform, cid, person.primary_channel)
+    case_id = open_review_case(platform, cid, person.primary_channel)
     add_operator(platform, "analyst", "risk_analyst")
     add_operator(platform, "auditor", "auditor")
 

@@ -31,14 +31,16 @@ from typing import Annotated, Any
 from urllib.parse import quote as url_quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
+from microloan.api import problems
 from microloan.api.account_text import TEXT
 from microloan.api.deps import get_limiter, get_platform
 from microloan.api.gateway import CHANNEL_MAX, OPEN_ID_MAX, channel_secret
 from microloan.api.pages import render, templates
-from microloan.api.problems import nul_form_field, nul_refused, status_of
+from microloan.api.problems import invalid_input, nul_form_field, nul_refused, status_of
 from microloan.api.ratelimit import RateLimiter
 from microloan.domain.money import format_yuan, parse_yuan
 from microloan.domain.rates import DailyRate, format_percent_bp100
@@ -55,7 +57,9 @@ class PageRoute(APIRoute):
     """The borrower pages' route: text holding U+0000 in the path, query or form is refused
     with a page (422, naming the field) before the endpoint runs, so before the sign-in, the
     CSRF check and any service: no name, code or key means it, and PostgreSQL can neither
-    store nor compare it (the console's routes and the API refuse it alike)."""
+    store nor compare it (the console's routes and the API refuse it alike). A form or address
+    that fails validation (a field missing, too long, not a number) gets the same page, not the
+    API's problem+json."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -64,9 +68,19 @@ class PageRoute(APIRoute):
             field = await nul_form_field(request)
             if field is not None:
                 return _failed(request, "error.html", None, nul_refused(field))
-            return await handler(request)
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:  # a form or address the page cannot take
+                return _failed(request, "error.html", None, invalid_input(exc.errors()))
 
         return checked
+
+
+def not_found_page(request: Request) -> HTMLResponse:
+    """A path under /app that no page has: a page in the borrower pages' layout, linking home,
+    rather than the API's problem+json."""
+    exc = NotFound("没有这个页面 there is no such page", code="page.not_found")
+    return _failed(request, "error.html", None, exc)
 
 
 router = APIRouter(route_class=PageRoute)
@@ -570,3 +584,6 @@ def _own_loan_id(p: Platform, cid: int, text: str) -> int:
         if loan_id and borrower_view.owns_loan(conn, cid, loan_id):
             return loan_id
     raise NotFound(f"loan {text} does not exist", code="loan.not_found", field="loan")
+
+
+problems.not_found_pages("/app", not_found_page)

@@ -32,9 +32,15 @@ from microloan.api import operator as api
 from microloan.api.console_text import TEXT
 from microloan.api.deps import get_limiter, get_platform
 from microloan.api.pages import render
-from microloan.api.problems import ApiError, nul_form_field, nul_refused, status_of
+from microloan.api.problems import (
+    ApiError,
+    invalid_input,
+    nul_form_field,
+    nul_refused,
+    status_of,
+)
 from microloan.api.ratelimit import RateLimiter
-from microloan.errors import InvalidInput, MicroloanError, NotFound
+from microloan.errors import MicroloanError, NotFound
 from microloan.service.operators import Operator
 from microloan.service.platform import Platform
 
@@ -231,14 +237,6 @@ def not_found_page(request: Request) -> HTMLResponse:
     session is not read: the home page sends whoever has none to the login."""
     exc = NotFound("没有这个页面 there is no such page", code="console.not_found")
     return page(request, "error.html", None, status_code=404, error=exc, status=404, home=True)
-
-
-def invalid_input(errors: Any) -> InvalidInput:
-    """The first of pydantic's or FastAPI's validation errors, as the platform's error."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid input"}
-    where = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path", "form")]
-    field = ".".join(where) or None
-    return InvalidInput(f"{field or 'input'}: {first.get('msg', 'invalid')}", field=field)
 
 
 def login_redirect(request: Request) -> RedirectResponse:

@@ -171,6 +171,15 @@ _JSON_NUL = b"\\u0000"  # JSON writes U+0000 only so; a raw one is not JSON
 FIELD_NAME_CHARS = 40  # of a field's name echoed in a refusal
 
 
+def invalid_input(errors: Any) -> InvalidInput:
+    """The first of pydantic's or FastAPI's validation errors, as the platform's error (for
+    the pages, which show it in their own layout)."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid input"}
+    where = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path", "form")]
+    field = ".".join(where) or None
+    return InvalidInput(f"{field or 'input'}: {first.get('msg', 'invalid')}", field=field)
+
+
 def nul_refused(field: str) -> InvalidInput:
     """The refusal of text holding U+0000 (422 ``input.invalid``), for the API and the pages:
     no name, code or note means it, and PostgreSQL can neither store nor compare it."""
