@@ -547,8 +547,7 @@ def _read_loan(
 
 
 def list_loans(p: Platform, customer_id: int, *, limit: int = MAX_LISTED_LOANS) -> dict[str, Any]:
-    """The customer's loans, newest first: the open ones (at most ``max_open_loans``) and then
-    their history, cut at ``limit``."""
+    """The customer's loans, open and closed, newest first, cut at ``limit``."""
     assert 1 <= limit <= MAX_LISTED_LOANS, limit
     with p.reading() as conn:
         rows = conn.execute(
