@@ -126,11 +126,23 @@ def browser(chromium_executable: str, playwright: Playwright) -> Iterator[Browse
     browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server.url)
+def _page_on(browser: Browser, server: LiveServer) -> Iterator[Page]:
+    context = browser.new_context(base_url=server.url)
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
+    """A page on the shared demo server (for pages that change nothing)."""
+    yield from _page_on(browser, live_server)
+
+
+@pytest.fixture
+def fresh_page(browser: Browser, fresh_live_server: LiveServer) -> Iterator[Page]:
+    """A page on a server of its own, on a fresh copy of the demo (for journeys that change
+    things)."""
+    yield from _page_on(browser, fresh_live_server)

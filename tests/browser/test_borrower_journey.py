@@ -4,11 +4,8 @@ rates, repayment to payoff; the elderly mode; axe-core on every page on the way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from microloan.providers.simulated import SimulatedWorld
 from microloan.service import borrower_view, invitations
@@ -52,18 +49,8 @@ def a_good_friend(server: LiveServer) -> Person:
     raise AssertionError("no clean newcomer in the demo population")
 
 
-@pytest.fixture
-def journey_page(browser: Browser, fresh_live_server: LiveServer) -> Iterator[Page]:
-    context = browser.new_context(base_url=fresh_live_server.url)
-    context.set_default_timeout(10_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-def test_from_a_share_link_to_payoff(journey_page: Page, fresh_live_server: LiveServer) -> None:
-    page, server = journey_page, fresh_live_server
+def test_from_a_share_link_to_payoff(fresh_page: Page, fresh_live_server: LiveServer) -> None:
+    page, server = fresh_page, fresh_live_server
     code = a_sharing_customer(server)
     friend = a_good_friend(server)
     open_id = friend.open_id(CHANNEL)

@@ -4,10 +4,7 @@ granted; and axe-core on every console page the demo administrator sees."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from microloan.service import borrower_view, reviews
 from microloan.service.demo_access import DEMO_PASSWORD
@@ -23,16 +20,6 @@ def held_for_review(server: LiveServer) -> int:
     return int(cases[0]["customer_id"])
 
 
-@pytest.fixture
-def console(browser: Browser, fresh_live_server: LiveServer) -> Iterator[Page]:
-    context = browser.new_context(base_url=fresh_live_server.url)
-    context.set_default_timeout(10_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
 def log_in(page: Page, username: str) -> None:
     page.goto("/console")
     expect(page.get_by_role("heading", level=1)).to_have_text("运营后台登录")
@@ -41,8 +28,10 @@ def log_in(page: Page, username: str) -> None:
     page.get_by_role("button", name="登录").click()
 
 
-def test_an_analyst_approves_a_manual_review(console: Page, fresh_live_server: LiveServer) -> None:
-    page, p = console, fresh_live_server.platform
+def test_an_analyst_approves_a_manual_review(
+    fresh_page: Page, fresh_live_server: LiveServer
+) -> None:
+    page, p = fresh_page, fresh_live_server.platform
     cid = held_for_review(fresh_live_server)
     log_in(page, "risk_checker")
     assert_accessible(page)
