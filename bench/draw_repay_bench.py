@@ -39,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import latency_summary, machine_info, source_info
+from load import cpu
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DB_NAME = "microloan_bench"
@@ -373,45 +374,13 @@ def _dump_profile(profiler: cProfile.Profile, path: Path) -> None:
 # Parent: run, collect, report
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
+_cpu_times = cpu.cpu_times  # (busy, total) jiffies of the whole machine
 
 
 def _cpu_by_group(client_pids: set[int], db_name: str | None) -> dict[str, float]:
     """CPU seconds used so far by the bench clients, the backends serving the bench database,
-    other PostgreSQL processes (other databases, WAL writer, checkpointer…) and everything else
-    on this machine. Processes that exited are not counted, so a group can even go down."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {"clients": 0.0, "postgres_backends": 0.0, "postgres_other": 0.0, "other": 0.0}
-    ours = f" {db_name} " if db_name else None
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        cpu_s = (int(stat[11]) + int(stat[12])) / tick
-        if int(entry.name) in client_pids:
-            group = "clients"
-        elif ours and cmd.startswith("postgres: ") and ours in cmd:
-            group = "postgres_backends"
-        elif cmd.startswith("postgres: ") or "postgres" in cmd.split(" ")[0]:
-            group = "postgres_other"
-        else:
-            group = "other"
-        out[group] += cpu_s
-    times = _cpu_times()
-    if times is not None:
-        out["machine_busy"] = times[0] / tick
-    return out
+    other PostgreSQL processes and everything else on this machine (``load.cpu.by_group``)."""
+    return cpu.by_group({"clients": client_pids}, db_name)
 
 
 def _cpu_delta(a: dict[str, float], b: dict[str, float], ops: int, wall_s: float) -> dict[str, Any]:

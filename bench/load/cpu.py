@@ -17,20 +17,29 @@ from typing import Any
 GROUPS = ("server", "load_generator", "postgres_backends", "postgres_other", "other")
 
 
-def machine_busy_s() -> float | None:
-    """CPU seconds the whole machine has been busy since boot, from /proc/stat."""
+def cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
     try:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
     except (OSError, ValueError):
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+    return sum(fields) - idle, sum(fields)
 
 
-def sample(server: set[int], load: set[int], db_name: str | None) -> dict[str, float]:
-    """CPU seconds used so far by each group (processes that exited are no longer counted)."""
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy since boot."""
+    times = cpu_times()
+    return None if times is None else times[0] / os.sysconf("SC_CLK_TCK")
+
+
+def by_group(named: dict[str, set[int]], db_name: str | None) -> dict[str, float]:
+    """CPU seconds used so far by each named group of processes, the PostgreSQL backends
+    serving ``db_name``, other PostgreSQL processes and everything else, and the machine's busy
+    seconds (``machine_busy``). Processes that exited are no longer counted, so a group can
+    even go down."""
     tick = os.sysconf("SC_CLK_TCK")
-    out = dict.fromkeys(GROUPS, 0.0)
+    out = dict.fromkeys([*named, "postgres_backends", "postgres_other", "other"], 0.0)
     ours = f" {db_name} " if db_name else None
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -41,22 +50,24 @@ def sample(server: set[int], load: set[int], db_name: str | None) -> dict[str, f
         except OSError:
             continue
         pid = int(entry.name)
-        cpu_s = (int(stat[11]) + int(stat[12])) / tick
-        if pid in server:
-            group = "server"
-        elif pid in load:
-            group = "load_generator"
-        elif ours and cmd.startswith("postgres: ") and ours in cmd:
-            group = "postgres_backends"
-        elif cmd.startswith("postgres: ") or "postgres" in cmd.split(" ")[0]:
-            group = "postgres_other"
-        else:
-            group = "other"
-        out[group] += cpu_s
+        group = next((name for name, pids in named.items() if pid in pids), None)
+        if group is None:
+            if ours and cmd.startswith("postgres: ") and ours in cmd:
+                group = "postgres_backends"
+            elif cmd.startswith("postgres: ") or "postgres" in cmd.split(" ")[0]:
+                group = "postgres_other"
+            else:
+                group = "other"
+        out[group] += (int(stat[11]) + int(stat[12])) / tick
     busy = machine_busy_s()
     if busy is not None:
         out["machine_busy"] = busy
     return out
+
+
+def sample(server: set[int], load: set[int], db_name: str | None) -> dict[str, float]:
+    """CPU seconds used so far by each of GROUPS (and ``machine_busy``)."""
+    return by_group({"server": server, "load_generator": load}, db_name)
 
 
 def children_cpu_s() -> float:
