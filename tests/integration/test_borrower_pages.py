@@ -98,6 +98,20 @@ def person_and_id(person: Person) -> tuple[str, str]:
     return person.primary_channel, open_id
 
 
+def signed_in(p: Platform, client: TestClient, person: Person) -> httpx.Response:
+    """``person`` invited and signed in through the demo login: the home page."""
+    channel, open_id = person_and_id(person)
+    invite(p, channel, open_id, person.device_id)
+    return log_in(client, channel, open_id)
+
+
+def with_a_line(p: Platform, client: TestClient, person: Person) -> None:
+    """``person`` signed in, onboarded by the forms, and granted a line."""
+    home = signed_in(p, client, person)
+    onboard_by_forms(client, person)
+    post(client, "/app/apply", home)
+
+
 def test_journey_from_invitation_to_payoff(ready: Platform, client: TestClient) -> None:
     person = people(**CLEAN)[0]
     channel, open_id = person_and_id(person)
@@ -182,26 +196,20 @@ def test_entering_with_a_friends_code(ready: Platform, client: TestClient) -> No
 
 def test_forms_need_the_csrf_token(ready: Platform, client: TestClient) -> None:
     person = people(**CLEAN)[0]
-    channel, open_id = person_and_id(person)
-    invite(ready, channel, open_id, person.device_id)
-    log_in(client, channel, open_id)
+    signed_in(ready, client, person)
     r = client.post(
         "/app/onboarding/identity",
         data={"csrf": "0" * 32, "name": person.name, "id_number": person.id_number},
     )
     assert r.status_code == 403 and "page.csrf" in r.text
-    assert borrower_view.customer_of(ready, channel, open_id) is None  # nothing changed
+    assert borrower_view.customer_of(ready, *person_and_id(person)) is None  # nothing changed
 
 
 def test_a_borrower_never_sees_anothers_loan(ready: Platform, client: TestClient) -> None:
     a, b = people(**CLEAN)[:2]
     loan_ids = []
     for person in (a, b):
-        channel, open_id = person_and_id(person)
-        invite(ready, channel, open_id, person.device_id)
-        home = log_in(client, channel, open_id)
-        onboard_by_forms(client, person)
-        post(client, "/app/apply", home)
+        with_a_line(ready, client, person)
         quote = client.get("/app/draw/quote?amount=500&term=3")
         drawn = post(
             client,
@@ -227,12 +235,7 @@ def test_a_borrower_never_sees_anothers_loan(ready: Platform, client: TestClient
 
 
 def test_the_draw_quote_refuses_more_than_the_line(ready: Platform, client: TestClient) -> None:
-    person = people(**CLEAN)[0]
-    channel, open_id = person_and_id(person)
-    invite(ready, channel, open_id, person.device_id)
-    home = log_in(client, channel, open_id)
-    onboard_by_forms(client, person)
-    post(client, "/app/apply", home)
+    with_a_line(ready, client, people(**CLEAN)[0])
     r = client.get("/app/draw/quote?amount=99999999&term=3")
     assert r.status_code == 409 and "loan.draw.exceeds_available" in r.text
     assert 'aria-invalid="true"' in r.text
@@ -251,12 +254,7 @@ def test_login_refuses_a_forged_cookie_and_is_off_where_configured(
 
 
 def test_english_and_elderly_mode(ready: Platform, client: TestClient) -> None:
-    person = people(**CLEAN)[0]
-    channel, open_id = person_and_id(person)
-    invite(ready, channel, open_id, person.device_id)
-    home = log_in(client, channel, open_id)
-    onboard_by_forms(client, person)
-    post(client, "/app/apply", home)
+    with_a_line(ready, client, people(**CLEAN)[0])
     en = client.get("/app?lang=en")
     assert "Available" in en.text and 'lang="en"' in en.text
     elderly = client.get("/app/draw?mode=elderly")
@@ -368,10 +366,7 @@ def test_the_refusal_of_nul_reads_in_english_too(ready: Platform, client: TestCl
 
 
 def test_a_form_that_fails_validation_answers_a_page(ready: Platform, client: TestClient) -> None:
-    person = people(**CLEAN)[0]
-    channel, open_id = person_and_id(person)
-    invite(ready, channel, open_id, person.device_id)
-    log_in(client, channel, open_id)
+    signed_in(ready, client, people(**CLEAN)[0])
     page = client.get("/app/onboarding")
     before = count(ready, metadata.tables["onboarding_step"])
     too_long = post(client, "/app/onboarding/identity", page, name="名" * 65, id_number="1")
