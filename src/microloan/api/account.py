@@ -377,7 +377,7 @@ def onboarding_step(
 
 @router.get("/consents", response_class=HTMLResponse)
 def consents_page(request: Request, who: Who, p: Plat) -> HTMLResponse:
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         listed = onboarding.consent_list(conn, p, _customer(who))
     return _page(request, "consents.html", who, consents=listed["consents"])
 
@@ -399,7 +399,7 @@ def consent_change(
         else:
             onboarding.withdraw_consent(p, cid, kind)
     except MicroloanError as exc:
-        with p.engine.connect() as conn:
+        with p.reading() as conn:
             listed = onboarding.consent_list(conn, p, cid)
         return _failed(request, "consents.html", who, exc, consents=listed["consents"])
     return _to("/app/consents")
@@ -423,7 +423,7 @@ def apply(request: Request, who: Who, p: Plat, csrf: FormText = "") -> Response:
 
 
 def _draw_context(p: Platform, cid: int) -> dict[str, Any]:
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         line = lending.line_summary(conn, cid)
         cards = onboarding.card_list(conn, cid)["cards"]
         agreed = onboarding.live_consent(conn, cid, "loan_agreement")
@@ -437,7 +437,7 @@ def _draw_context(p: Platform, cid: int) -> dict[str, Any]:
 
 
 def _today(p: Platform) -> Any:
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         return read_clock(conn, p.now).open_date
 
 
@@ -489,7 +489,7 @@ def draw(
         _check_csrf(who, csrf)
         if agree == "yes":
             onboarding.grant_consent(p, cid, "loan_agreement", source=SOURCE)
-        with p.engine.connect() as conn:
+        with p.reading() as conn:
             onboarding.require_consents(conn, p, cid, "loan_agreement")
         out = lending.draw(
             p,
@@ -526,7 +526,7 @@ def loan_page(
     drawn: Annotated[int, Query(ge=0, le=1)] = 0,
 ) -> HTMLResponse:
     cid = _customer(who)
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         mine = borrower_view.owns_loan(conn, cid, loan_id)
     if not mine:
         exc = NotFound(f"loan {loan_id} does not exist", code="loan.not_found", field="loan")
@@ -580,7 +580,7 @@ def repay(
 
 def _own_loan_id(p: Platform, cid: int, text: str) -> int:
     loan_id = int(text) if text.isdigit() and len(text) < 19 else 0
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         if loan_id and borrower_view.owns_loan(conn, cid, loan_id):
             return loan_id
     raise NotFound(f"loan {text} does not exist", code="loan.not_found", field="loan")

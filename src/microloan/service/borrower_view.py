@@ -34,7 +34,7 @@ HIDDEN_REASON_PREFIX = "fraud."
 def standing(p: Platform, channel: str, open_id: str) -> dict[str, Any]:
     """Invited or not, the customer behind the channel user, their onboarding steps, line and
     latest application: enough to say what the user can do next."""
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         ident = conn.execute(
             sa.select(channel_identity.c.customer_id, channel_identity.c.referral_code).where(
                 channel_identity.c.channel == channel, channel_identity.c.open_id == open_id
@@ -73,7 +73,7 @@ def standing(p: Platform, channel: str, open_id: str) -> dict[str, Any]:
 
 def customer_of(p: Platform, channel: str, open_id: str) -> int | None:
     """The customer a channel user was verified as; None before identity verification."""
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         found = conn.execute(
             sa.select(channel_identity.c.customer_id).where(
                 channel_identity.c.channel == channel, channel_identity.c.open_id == open_id
@@ -85,7 +85,7 @@ def customer_of(p: Platform, channel: str, open_id: str) -> int | None:
 def precheck_draw(p: Platform, customer_id: int, amount_fen: int, term_months: int) -> None:
     """The draw rules (lending-rules §2) against the line as it stands, to tell the borrower
     before they confirm; the draw itself checks them again under the line's lock."""
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         row = conn.execute(
             sa.select(credit_line).where(credit_line.c.customer_id == customer_id)
         ).one_or_none()
@@ -139,7 +139,7 @@ def owns_loan(conn: sa.Connection, customer_id: int, loan_id: int) -> bool:
 
 def payoffs(p: Platform, customer_id: int) -> list[dict[str, Any]]:
     """What clears each open loan today, oldest first (the order a repayment of all pays)."""
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         ids = list(
             conn.execute(
                 sa.select(loan.c.loan_id)
@@ -153,7 +153,7 @@ def payoffs(p: Platform, customer_id: int) -> list[dict[str, Any]]:
 def personas(p: Platform, channel: str) -> dict[str, list[dict[str, Any]]]:
     """Channel users to log in as on the demo login: invited but not yet onboarded, and
     customers (with their line, if any)."""
-    with p.engine.connect() as conn:
+    with p.reading() as conn:
         invited = conn.execute(
             sa.select(channel_identity.c.open_id)
             .join(
