@@ -536,3 +536,25 @@ def test_ledger_check_finds_a_planted_mismatch(
     assert report["ok"] is False
     assert report["problem_count"] >= 1
     assert any(expected in problem for problem in report["problems"]), report["problems"]
+
+
+def test_the_log_compression_is_asked_on_the_runs_own_connection(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's pool may have no connection to spare: whether the role may compress the log is
+    found out inside the chunk's own transaction (a refusal left it usable, on a plain role)."""
+    if not platform.is_postgres:
+        pytest.skip("PostgreSQL only")
+    import sqlalchemy as sa
+
+    monkeypatch.setattr(eod, "_WAL_COMPRESSION", {})
+    one = sa.create_engine(platform.engine.url, pool_size=1, max_overflow=0, pool_timeout=2)
+    try:
+        for _ in range(2):  # asked, then known
+            with one.connect() as conn, conn.begin():
+                eod._no_jit(conn)
+                assert conn.exec_driver_sql("SHOW wal_compression").scalar() == "lz4"
+                assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+        assert list(eod._WAL_COMPRESSION.values()) == [True]
+    finally:
+        one.dispose()

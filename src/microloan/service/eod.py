@@ -419,25 +419,29 @@ def _no_jit(conn: sa.Connection) -> None:
     commits flush the log behind it, so a smaller log is a shorter wait for them."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL jit = off")
-        if _may_compress_wal(conn.engine):
-            conn.exec_driver_sql("SET LOCAL wal_compression = lz4")
+        _compress_wal(conn)
 
 
+# per database: whether its role may set ``wal_compression`` and the server has lz4
 _WAL_COMPRESSION: dict[str, bool] = {}
 
 
-def _may_compress_wal(engine: sa.Engine) -> bool:
-    """Whether the role may set ``wal_compression`` (a superuser, or PostgreSQL 15's ``GRANT SET
-    ON PARAMETER wal_compression``) and the server has lz4; asked once per database."""
-    key = engine.url.render_as_string(hide_password=True)
-    if key not in _WAL_COMPRESSION:
+def _compress_wal(conn: sa.Connection) -> None:
+    """``SET LOCAL wal_compression = lz4`` where the role may (a superuser, or PostgreSQL 15's
+    ``GRANT SET ON PARAMETER wal_compression``) and the server has lz4. The first time for a
+    database it is tried in a savepoint of this transaction, so a refusal costs nothing else and
+    no second connection is needed (a chunk's pool may have none to spare)."""
+    key = conn.engine.url.render_as_string(hide_password=True)
+    allowed = _WAL_COMPRESSION.get(key)
+    if allowed:
+        conn.exec_driver_sql("SET LOCAL wal_compression = lz4")
+    elif allowed is None:
         try:
-            with engine.connect() as conn, conn.begin():
+            with conn.begin_nested():
                 conn.exec_driver_sql("SET LOCAL wal_compression = lz4")
             _WAL_COMPRESSION[key] = True
         except sa.exc.DBAPIError:
             _WAL_COMPRESSION[key] = False
-    return _WAL_COMPRESSION[key]
 
 
 def _tick(clocks: dict[str, float], step: str, since: float) -> None:
