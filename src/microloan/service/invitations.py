@@ -446,10 +446,7 @@ def _recently_issued(p: Platform, canonical: str) -> str | None:
 
 def _issued_channel(p: Platform, canonical: str) -> str | None:
     """The channel of an issued code, read from the database (and kept a while), else None."""
-    with p.engine.connect() as conn:
-        if p.is_postgres:
-            # no BEGIN and ROLLBACK around one read; psycopg then keeps the statement prepared
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    with p.reading() as conn:
         found = conn.execute(_CODE_CHANNEL, {"code": canonical}).scalar_one_or_none()
     if found is None:
         return None
