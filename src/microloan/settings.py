@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     # auto-debit runs at these times of the open date (Asia/Shanghai), once per slot
     autodebit_times: tuple[str, ...] = ("08:00", "14:00", "20:00")
     reminder_days: tuple[int, ...] = (3, 1)  # reminders this many days before a due date
+    # end of day on PostgreSQL gives way to customers: while any were active in the last
+    # eod_yield_window_s, it rests eod_yield × as long as each piece of its work took (0: never)
+    eod_yield: float = Field(default=1.0, ge=0.0, le=10.0)
+    eod_yield_window_s: float = Field(default=1.0, gt=0.0, le=60.0)
 
     # the simulated payment rail (servicing §2): its faults, decided per key by a seeded hash
     rail_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -46,6 +46,7 @@ from microloan.domain.line import LoanStatus
 from microloan.domain.money import format_yuan
 from microloan.errors import MicroloanError
 from microloan.service.clock import DATE_LOCK, first_date_to_close, read_clock
+from microloan.service.eod_pace import Pacer
 from microloan.service.platform import Platform
 from microloan.servicing import day_close as dc
 from microloan.store import bulk
@@ -171,6 +172,7 @@ def _close_loans_and_finish(
     clocks: dict[str, float],
     progress: Progress | None,
 ) -> DayResult:
+    pacer = Pacer(p)  # while customers are active, the run gives way to them
     total, top = _count_due(p, d)
     p.transaction(lambda conn: _set_run(conn, run_id, total=total, step="loans"))
     waited_s = 0.0
@@ -179,7 +181,7 @@ def _close_loans_and_finish(
     def chunk(start: int, top: int) -> None:
         while True:
             try:
-                _close_chunk(p, d, result, start, top, clocks, frames)
+                _close_chunk(p, d, result, start, top, clocks, frames, pacer)
                 return
             except _Moved:
                 continue  # another runner closed some of these loans: read the range again
@@ -192,6 +194,8 @@ def _close_loans_and_finish(
             for _ in pool.map(lambda start, top=top: chunk(start, top), starts):
                 if progress is not None:
                     progress(d, result.loans, max(total, result.loans))
+        if pacer.rested_s:
+            clocks["rested"] = pacer.rested_s
         done = p.transaction(lambda conn: _finish(conn, d, run_id, result, p, clocks, frames))
         if done:
             _after_close(p, d, result)
@@ -294,11 +298,14 @@ def _close_chunk(
     top: int,
     clocks: dict[str, float],
     frames: list[pl.DataFrame] | None = None,
+    pacer: Pacer | None = None,
 ) -> None:
     """Close the loans of d with ids in (after, after + CHUNK]: read and computed at once, then
     written in batches of WRITE_BATCH loans, one short transaction each, so that a repayment
-    waiting for a loan's row lock waits for one batch at most."""
-    with p.engine.connect() as conn:
+    waiting for a loan's row lock waits for one batch at most. While customers are active the
+    run does one piece at a time and rests after each (``Pacer``)."""
+    pacer = pacer or Pacer(p)
+    with pacer.piece(), p.engine.connect() as conn:
         work = _compute_chunk(conn, d, after, clocks)
     if work is None:
         return
@@ -306,19 +313,20 @@ def _close_chunk(
     for lo in range(0, closed.height, WRITE_BATCH):
         batch = closed.slice(lo, WRITE_BATCH)
         ids = set(batch["loan_id"].to_list())
-        p.transaction(
-            lambda conn, batch=batch, ids=ids: _write_batch(  # type: ignore[misc]
-                conn,
-                d,
-                p,
-                result,
-                batch,
-                [u for u in inst_updates if u["b_loan_id"] in ids],
-                None if fixed is None else fixed.filter(pl.col("loan_id").is_in(list(ids))),
-                clocks,
-                frames,
+        with pacer.piece():
+            p.transaction(
+                lambda conn, batch=batch, ids=ids: _write_batch(  # type: ignore[misc]
+                    conn,
+                    d,
+                    p,
+                    result,
+                    batch,
+                    [u for u in inst_updates if u["b_loan_id"] in ids],
+                    None if fixed is None else fixed.filter(pl.col("loan_id").is_in(list(ids))),
+                    clocks,
+                    frames,
+                )
             )
-        )
 
 
 def _compute_chunk(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,10 @@ def normalise_url(url: str) -> str:
     return url
 
 
+APPLICATION_NAME = "microloan"  # PostgreSQL's application_name of the platform's sessions
+_SESSIONS: weakref.WeakKeyDictionary[Engine, set[int]] = weakref.WeakKeyDictionary()
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -33,8 +38,30 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         _sqlite_pragmas(engine)
         return engine
     # No pre-ping (it costs a round trip per transaction): a stale connection fails its first
-    # statement, the pool drops it, and Platform.transaction retries on a fresh one.
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+    # statement, the pool drops it, and Platform.transaction retries on a fresh one. The
+    # sessions are named (unless the URL names them), so that end of day can tell the
+    # platform's sessions from a monitor's (service/eod_pace.py).
+    named = "application_name" in sa.engine.make_url(url).query
+    engine = sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=3600,
+        connect_args={} if named else {"application_name": APPLICATION_NAME},
+    )
+    pids: set[int] = set()
+    _SESSIONS[engine] = pids
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        pids.add(dbapi_connection.info.backend_pid)
+
+    return engine
+
+
+def session_pids(engine: Engine) -> frozenset[int]:
+    """PostgreSQL: the server process ids of every session this engine has opened."""
+    return frozenset(_SESSIONS.get(engine, ()))
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
