@@ -71,6 +71,7 @@ from microloan.store.schema import (
 
 CHUNK = 50_000  # loan ids read and computed at once
 WRITE_BATCH = 10_000  # loans written per transaction
+BUSY_WRITE_BATCH = 2_500  # … while customers are active (service/eod_pace.py)
 THREADS = 2  # chunks in flight at once on PostgreSQL
 _LOCK = threading.Lock()
 MAX_WAIT_S = 300.0  # how long a date waits for loans that a parallel runner holds
@@ -198,7 +199,7 @@ def _close_loans_and_finish(
             clocks["rested"] = pacer.rested_s
         done = p.transaction(lambda conn: _finish(conn, d, run_id, result, p, clocks, frames))
         if done:
-            _after_close(p, d, result)
+            _after_close(p, d, result, pacer)
             return result
         total, top = _count_due(p, d)
         if waited_s >= MAX_WAIT_S:
@@ -310,8 +311,12 @@ def _close_chunk(
     if work is None:
         return
     closed, inst_updates, fixed = work
-    for lo in range(0, closed.height, WRITE_BATCH):
-        batch = closed.slice(lo, WRITE_BATCH)
+    lo = 0
+    while lo < closed.height:
+        # smaller batches while customers are active: less log for their commits to wait on
+        size = BUSY_WRITE_BATCH if pacer.customers_active() else WRITE_BATCH
+        batch = closed.slice(lo, size)
+        lo += size
         ids = set(batch["loan_id"].to_list())
         with pacer.piece():
             p.transaction(
@@ -380,7 +385,8 @@ def _compute_chunk(
     inst_updates: list[dict[str, Any]] = []
     if not busy.is_empty():
         parts.append(_close_eventful(conn, busy, d, offs, inst_updates))
-    closed = pl.concat(parts)
+    # in id order, so that each write batch updates a narrow range of the loan table's key
+    closed = pl.concat(parts).sort("loan_id")
     _tick(clocks, "compute", t0)
     return closed, inst_updates, fixed
 
@@ -714,20 +720,25 @@ def _zero_entry(conn: sa.Connection, book_id: int, d: date, p: Platform) -> int:
     )
 
 
-def _after_close(p: Platform, d: date, result: DayResult) -> None:
+def _after_close(p: Platform, d: date, result: DayResult, pacer: Pacer) -> None:
     """Once the date is closed: each loan's new tier and the lines' overdue blocks, in short
     transactions, so that no repayment waits for the closing transaction to hold those rows.
     Both are derived again by the next close (a tier differing from the stored one is written
     then; repayments recompute a line's block themselves), so a crash here loses nothing."""
     changes = result.tier_changes
     if changes is not None:
-        for lo in range(0, changes.height, WRITE_BATCH):
-            batch = changes.slice(lo, WRITE_BATCH)
-            p.transaction(
-                lambda conn, batch=batch: bulk.update_from_frame(  # type: ignore[misc]
-                    conn, loan, batch, key="loan_id", columns=("tier",)
+        changes = changes.sort("loan_id")
+        lo = 0
+        while lo < changes.height:
+            size = BUSY_WRITE_BATCH if pacer.customers_active() else WRITE_BATCH
+            batch = changes.slice(lo, size)
+            lo += size
+            with pacer.piece():
+                p.transaction(
+                    lambda conn, batch=batch: bulk.update_from_frame(  # type: ignore[misc]
+                        conn, loan, batch, key="loan_id", columns=("tier",)
+                    )
                 )
-            )
         result.tier_changes = None
     result.blocked_lines = p.transaction(lambda conn: _block_lines(conn, d))
     p.transaction(lambda conn: _set_run(conn, result.run_id, blocked_lines=result.blocked_lines))

@@ -56,7 +56,9 @@ class Pacer:
 
     def customers_active(self) -> bool:
         """Whether customers are active: asked at most every PROBE_EVERY_S, one thread asking
-        while the others wait for its answer."""
+        while the others wait for its answer. Never, when the run does not give way."""
+        if self.factor <= 0:
+            return False
         with self._probe:
             if time.monotonic() - self._probed_at >= PROBE_EVERY_S:
                 with self.p.engine.connect() as conn:
@@ -72,7 +74,7 @@ class Pacer:
         """One piece of the run's work (a chunk read and computed, a batch written). While
         customers are active the pieces go one at a time, each followed by its rest, so that
         the run holds at most one core and leaves the machine to customers between pieces."""
-        if self.factor <= 0 or not self.customers_active():
+        if not self.customers_active():
             yield
             return
         with self._turn:
