@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from microloan.access.identity import id_check_char
+from microloan.api import borrower as borrower_api
 from microloan.api.app import create_app
-from microloan.api.gateway import channel_secret, signed_headers
+from microloan.api.gateway import GatewayRoute, channel_secret, signed_headers
 from microloan.api.problems import ApiError
 from microloan.service import lending, payments
 from microloan.service.platform import Platform
@@ -398,6 +399,31 @@ def test_tampered_expired_replayed_and_unknown_are_refused(
     problem(client.get("/v1/me", headers=unknown), 401, "gateway.unknown_channel", "X-Channel")
     short = gw.call("GET", "/v1/me", nonce="short")
     problem(short, 401, "gateway.unsigned", "X-Nonce")
+
+
+def test_every_borrower_endpoint_settles_the_gateway_check_before_it_runs(
+    ready: Platform, client: TestClient
+) -> None:
+    """The nonce, the rate limit and the customer are settled in the endpoint's own worker
+    thread trip, before the endpoint: on every borrower route, so none can run unsettled."""
+    routes = [r for r in borrower_api.router.routes if isinstance(r, GatewayRoute)]
+    assert len(routes) == len(borrower_api.router.routes) >= 15
+    assert all(r.settles_in_endpoint for r in routes), [
+        r.path for r in routes if not r.settles_in_endpoint
+    ]
+    # a replay is refused before the endpoint acts, on a write as on a read
+    gw = Gateway(client, ready, "wechat", "wx_settle")
+    body = {"name": "张三", "id_number": "440305199003071234"}
+    first = gw.call("POST", "/v1/onboarding/identity", body, nonce="settle-0001")
+    again = gw.call("POST", "/v1/onboarding/identity", body, nonce="settle-0001")
+    problem(again, 401, "gateway.replayed", "X-Nonce")
+    assert first.status_code != 401
+    # a signed request whose body is invalid is refused for its body, and its nonce is not
+    # spent (it never reached the endpoint): a replay of it is refused for its body again
+    bad = {"name": "张", "id_number": "440305199003071234"}
+    for _ in range(2):
+        r = gw.call("POST", "/v1/onboarding/identity", bad, nonce="settle-0002")
+        problem(r, 422, "input.invalid", "name")
 
 
 def test_the_signature_is_checked_before_the_body_is_read(

@@ -19,10 +19,14 @@ and ``X-Signature`` is its HMAC-SHA256 with the channel's secret, in lower-case 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextvars
+import functools
 import hashlib
 import hmac
+import inspect
 import itertools
 import json
 import os
@@ -31,10 +35,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import sqlalchemy as sa
 from fastapi import Depends, Request, Response
@@ -349,32 +354,113 @@ def verify(
     p: Platform, limiter: RateLimiter, h: dict[str, str], method: str, path: str, body: bytes
 ) -> Borrower:
     """Check one signed request (blocking: database and file reads) and name its borrower."""
+    return check_signed(p, limiter, h, method, path, body).settle()
+
+
+def check_signed(
+    p: Platform, limiter: RateLimiter, h: dict[str, str], method: str, path: str, body: bytes
+) -> Signed:
+    """The request's time and signature (CPU only, once its channel's secret is at hand)."""
     _check_time(p, h[H_TIMESTAMP])
     _check_signature(p, h, method, path, body)
-    customer = _record_nonce(p, h[H_CHANNEL], h[H_NONCE], h[H_OPEN_ID])
-    limiter.hit("borrower", f"{h[H_CHANNEL]}:{h[H_OPEN_ID]}", p.settings.rate_limit_borrower)
-    return Borrower(h[H_CHANNEL], h[H_OPEN_ID], customer)
+    return Signed(h[H_CHANNEL], h[H_OPEN_ID], None, p, limiter, h[H_NONCE])
 
 
-async def _verified(request: Request, p: Platform, limiter: RateLimiter) -> Borrower:
+@dataclass(frozen=True)
+class Signed(Borrower):
+    """A request whose time and signature are good but whose nonce is not yet recorded: not
+    yet a caller. ``settle()`` (blocking) records the nonce (a replay is refused), counts the
+    request against the borrower's rate limit and finds the customer."""
+
+    p: Platform = field(repr=False)
+    limiter: RateLimiter = field(repr=False)
+    nonce: str = field(repr=False)
+
+    def settle(self) -> Borrower:
+        customer = _record_nonce(self.p, self.channel, self.nonce, self.open_id)
+        limit = self.p.settings.rate_limit_borrower
+        self.limiter.hit("borrower", f"{self.channel}:{self.open_id}", limit)
+        return Borrower(self.channel, self.open_id, customer)
+
+
+def _secret_at_hand(p: Platform, channel_code: str) -> bool:
+    """Whether the channel's secret can be had without the database or reading a file anew
+    (configured, or in the secrets file as last read), so the signature may be checked on the
+    event loop."""
+    if p.settings.gateway_secrets:
+        return True
+    cached = _file_cache.get(str(Path(p.settings.gateway_secrets_file)))
+    return cached is not None and channel_code in cached[1]
+
+
+async def _checked(request: Request, p: Platform, limiter: RateLimiter) -> Signed:
     h = _headers_of(request)
     body = await request.body()  # Starlette keeps it for the endpoint's own parsing
     path = _signed_path(request)
-    return await run_in_threadpool(verify, p, limiter, h, request.method, path, body)
+    if _secret_at_hand(p, h[H_CHANNEL]):
+        return check_signed(p, limiter, h, request.method, path, body)
+    return await run_in_threadpool(check_signed, p, limiter, h, request.method, path, body)
+
+
+# the threads that run a borrower endpoint together with the end of its gateway check
+_ENDPOINT_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="borrower")
+
+
+def _caller_params(endpoint: Callable[..., Any]) -> list[str]:
+    hints = get_type_hints(endpoint, include_extras=True)
+    return [
+        name
+        for name, hint in hints.items()
+        if name != "return" and get_origin(hint) is Annotated and get_args(hint)[0] is Borrower
+    ]
+
+
+def _settling(endpoint: Callable[..., Any], callers: list[str]) -> Callable[..., Any]:
+    """The endpoint as a coroutine that runs, in one trip to a worker thread, the rest of the
+    gateway's check (``Signed.settle``) and then the endpoint with the settled caller."""
+
+    def settle_then_call(kwargs: dict[str, Any]) -> Any:
+        for name in callers:
+            given = kwargs[name]
+            if isinstance(given, Signed):
+                kwargs[name] = given.settle()
+        return endpoint(**kwargs)
+
+    @functools.wraps(endpoint)
+    async def call(**kwargs: Any) -> Any:
+        work = functools.partial(contextvars.copy_context().run, settle_then_call, kwargs)
+        return await asyncio.get_running_loop().run_in_executor(_ENDPOINT_THREADS, work)
+
+    return call
 
 
 class GatewayRoute(InputRoute):
     """The route class of the borrower router: the gateway's checks run before the body is
     looked at (FastAPI parses and validates it before any dependency runs), so a request that
     is not signed is refused 401 whatever its body, and only a signed one learns that its body
-    is invalid (422)."""
+    is invalid (422).
+
+    The time and the signature are checked on the event loop. The nonce, the rate limit and the
+    customer (a database round trip) are settled in the same worker-thread trip as the endpoint
+    itself (one trip a request rather than two), before the endpoint runs; so a replayed or
+    rate-limited request whose body is invalid is answered 422 rather than 401 or 429. A route
+    whose endpoint takes no caller, or is a coroutine, settles before the endpoint instead."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        callers = [] if inspect.iscoroutinefunction(endpoint) else _caller_params(endpoint)
+        self.settles_in_endpoint = bool(callers)
+        if callers:
+            endpoint = _settling(endpoint, callers)
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        in_endpoint = self.settles_in_endpoint
 
         async def signed_first(request: Request) -> Response:
-            checked = await _verified(request, platform_of(request), limiter_of(request))
-            request.scope[_SCOPE_KEY] = checked
+            signed = await _checked(request, platform_of(request), limiter_of(request))
+            caller = signed if in_endpoint else await run_in_threadpool(signed.settle)
+            request.scope[_SCOPE_KEY] = caller
             return await handler(request)
 
         return signed_first
@@ -386,8 +472,10 @@ async def borrower(
     limiter: Annotated[RateLimiter, Depends(get_limiter)],
 ) -> Borrower:
     """The FastAPI dependency of every borrower endpoint: the caller that ``GatewayRoute``
-    verified, or (on a route of another class) verified here."""
+    checked (settled by the endpoint's wrapper when still ``Signed``), or, on a route of another
+    class, verified here."""
     checked = request.scope.get(_SCOPE_KEY)
     if isinstance(checked, Borrower):
         return checked
-    return await _verified(request, p, limiter)
+    signed = await _checked(request, p, limiter)
+    return await run_in_threadpool(signed.settle)
