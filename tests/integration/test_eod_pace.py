@@ -30,9 +30,7 @@ def backend() -> str:
 
 
 def _paced(p: Platform, factor: float = 1.0) -> Platform:
-    p.settings = p.settings.model_copy(
-        update={"eod_yield": factor, "eod_yield_window_s": WINDOW_S}
-    )
+    p.settings = p.settings.model_copy(update={"eod_yield": factor, "eod_yield_window_s": WINDOW_S})
     return p
 
 
