@@ -236,3 +236,37 @@ def test_consents_are_separate_versioned_and_withdrawable(platform: Platform) ->
     assert (err.value.code, err.value.field) == ("consent.unknown", "kind")
     out = onboarding.withdraw_consent(platform, cid, "credit_report")
     assert not out["consents"]["credit_report"]["granted"]
+
+
+def test_live_consents_read_at_once_agree_with_one_kind_at_a_time(platform: Platform) -> None:
+    """The latest live consent of each kind, whether read together or kind by kind, through
+    grants, a new version of the wording and withdrawals."""
+    cid = onboarded(platform)
+    kinds = sorted(platform.settings.consent_versions)
+
+    def both() -> tuple[dict[str, str], dict[str, str]]:
+        with platform.engine.connect() as conn:
+            together = onboarding.live_consents(conn, cid, kinds)
+            one_by_one = {k: onboarding.live_consent(conn, cid, k) for k in kinds}
+        return together, {k: v for k, v in one_by_one.items() if v is not None}
+
+    assert both() == ({}, {})
+    for kind in kinds:
+        onboarding.grant_consent(platform, cid, kind)
+    together, alone = both()
+    assert (
+        together == alone == {"credit_report": "v1", "loan_agreement": "v1", "sensitive_pi": "v1"}
+    )
+    versions = {**platform.settings.consent_versions, "loan_agreement": "v2"}
+    platform.settings = platform.settings.model_copy(update={"consent_versions": versions})
+    onboarding.grant_consent(platform, cid, "loan_agreement")
+    onboarding.withdraw_consent(platform, cid, "sensitive_pi")
+    together, alone = both()
+    assert together == alone == {"credit_report": "v1", "loan_agreement": "v2"}
+    with platform.engine.connect() as conn:
+        listed = onboarding.consent_list(conn, platform, cid)["consents"]
+    assert {k: v["granted"] for k, v in listed.items()} == {
+        "credit_report": True,
+        "loan_agreement": True,
+        "sensitive_pi": False,
+    }

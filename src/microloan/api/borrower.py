@@ -325,9 +325,7 @@ def _borrower_decision(d: dict[str, Any]) -> DecisionOut:
 
 @router.get("/me", response_model=ProfileOut, summary="我的资料 My profile (masked)")
 def me(b: Caller, p: Plat) -> dict[str, Any]:
-    out = onboarding.profile(p, _customer(b))
-    out.pop("steps", None)  # the audit trail is the operators'
-    return out
+    return onboarding.profile(p, _customer(b), steps=False)  # the audit trail is the operators'
 
 
 @router.get("/me/line", response_model=LineOut, summary="我的额度 My credit line")

@@ -59,8 +59,7 @@ def standing(p: Platform, channel: str, open_id: str) -> dict[str, Any]:
         ).first()
         out["line"] = lending.line_summary(conn, cid) if has_line else None
         out["application"] = latest_application(conn, cid)
-    prof = onboarding.profile(p, cid)
-    prof.pop("steps", None)  # the audit trail is the operators'
+    prof = onboarding.profile(p, cid, steps=False)  # the audit trail is the operators'
     out["profile"] = prof
     out["steps"] = {
         "identity": True,

@@ -8,6 +8,7 @@ only ever shown masked.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -499,18 +500,34 @@ def live_consent(conn: sa.Connection, customer_id: int, kind: str) -> str | None
     return None if row is None else str(row.version)
 
 
+def live_consents(conn: sa.Connection, customer_id: int, kinds: Iterable[str]) -> dict[str, str]:
+    """``live_consent`` for several kinds in one read: kind → version, for the kinds live."""
+    rows = conn.execute(
+        sa.select(consent.c.kind, consent.c.version)
+        .where(
+            consent.c.customer_id == customer_id,
+            consent.c.kind.in_(list(kinds)),
+            consent.c.withdrawn_at.is_(None),
+        )
+        .order_by(consent.c.consent_id)
+    )
+    return {str(r.kind): str(r.version) for r in rows}  # the latest of each kind last
+
+
 def consent_list(conn: sa.Connection, p: Platform, customer_id: int) -> dict[str, Any]:
     versions = p.settings.consent_versions
-    out = {}
-    for kind in sorted(versions):
-        live = live_consent(conn, customer_id, kind)
-        out[kind] = {"current_version": versions[kind], "granted": live == versions[kind]}
+    live = live_consents(conn, customer_id, versions)
+    out = {
+        kind: {"current_version": versions[kind], "granted": live.get(kind) == versions[kind]}
+        for kind in sorted(versions)
+    }
     return {"customer_id": customer_id, "consents": out}
 
 
 def require_consents(conn: sa.Connection, p: Platform, customer_id: int, *kinds: str) -> None:
+    live = live_consents(conn, customer_id, kinds)
     for kind in kinds:
-        check_consent(p, kind, live_consent(conn, customer_id, kind))
+        check_consent(p, kind, live.get(kind))
 
 
 def check_consent(p: Platform, kind: str, live_version: str | None) -> None:
@@ -524,8 +541,8 @@ def check_consent(p: Platform, kind: str, live_version: str | None) -> None:
         )
 
 
-def profile(p: Platform, customer_id: int) -> dict[str, Any]:
-    """What onboarding has recorded, masked."""
+def profile(p: Platform, customer_id: int, *, steps: bool = True) -> dict[str, Any]:
+    """What onboarding has recorded, masked; its audit trail (``steps``) unless told not to."""
 
     def work(conn: sa.Connection) -> dict[str, Any]:
         row = _require_identity(conn, customer_id)
@@ -534,12 +551,16 @@ def profile(p: Platform, customer_id: int) -> dict[str, Any]:
                 channel_identity.c.customer_id == customer_id
             )
         ).all()
-        steps = conn.execute(
-            sa.select(onboarding_step.c.step, onboarding_step.c.source, onboarding_step.c.at)
-            .where(onboarding_step.c.customer_id == customer_id)
-            .order_by(onboarding_step.c.step_id)
-        ).all()
-        return {
+        trail = (
+            conn.execute(
+                sa.select(onboarding_step.c.step, onboarding_step.c.source, onboarding_step.c.at)
+                .where(onboarding_step.c.customer_id == customer_id)
+                .order_by(onboarding_step.c.step_id)
+            ).all()
+            if steps
+            else None
+        )
+        out = {
             "customer_id": customer_id,
             "name": row.name,
             "id_number": row.id_number_masked,
@@ -547,8 +568,12 @@ def profile(p: Platform, customer_id: int) -> dict[str, Any]:
             "channels": [{"channel": c.channel, "open_id": c.open_id} for c in channels],
             **card_list(conn, customer_id),
             **consent_list(conn, p, customer_id),
-            "steps": [{"step": s.step, "source": s.source, "at": s.at.isoformat()} for s in steps],
         }
+        if trail is not None:
+            out["steps"] = [
+                {"step": s.step, "source": s.source, "at": s.at.isoformat()} for s in trail
+            ]
+        return out
 
     with p.reading() as conn:
         return work(conn)
