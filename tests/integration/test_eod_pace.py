@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from microloan.service import eod
 from microloan.service.eod_pace import Pacer
 from microloan.service.platform import Platform
+from microloan.store.db import session_name
 from microloan.store.schema import eod_run
 
 from .support import MakePlatform, draw, new_customer, set_date
@@ -70,6 +71,15 @@ def test_customers_are_the_platforms_other_sessions_at_work_lately(
     _query(customer.engine)
     pacer._probed_at = float("-inf")
     assert pacer.customers_active() is True
+
+    worker = Platform.connect(run.engine.url.render_as_string(hide_password=False), role="worker")
+    try:
+        _quiet(pacer)
+        _query(worker.engine)  # the payment worker polls whatever customers do
+        pacer._probed_at = float("-inf")
+        assert pacer.customers_active() is False
+    finally:
+        worker.engine.dispose()
 
     monitor = sa.create_engine(
         run.engine.url.update_query_dict({"application_name": "monitor"}), poolclass=sa.NullPool
@@ -189,3 +199,24 @@ def test_a_run_with_nobody_about_does_not_rest(
     time.sleep(WINDOW_S + 0.1)  # the set-up's own sessions finished longer ago than the window
     eod.run_eod(run)
     assert _rested(run) == [0.0] * 5
+
+
+def test_sessions_are_named_by_the_url_and_the_processs_role(
+    pair: tuple[Platform, Platform],
+) -> None:
+    run, _ = pair
+    url = run.engine.url
+    lender = url.update_query_dict({"application_name": "lender"})
+    assert (session_name(url), session_name(lender)) == ("microloan", "lender")
+
+    def named(at: sa.URL, role: str | None = None) -> str:
+        p = Platform.connect(at.render_as_string(hide_password=False), role=role)
+        try:
+            with p.engine.connect() as conn:
+                return str(conn.execute(sa.text("SHOW application_name")).scalar_one())
+        finally:
+            p.engine.dispose()
+
+    assert named(url) == "microloan"
+    assert named(url, "worker") == "microloan worker"
+    assert named(lender, "eod") == "lender eod"

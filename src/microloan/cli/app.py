@@ -374,7 +374,7 @@ def worker_cmd(
     from microloan.cli.common import err_console
     from microloan.service import payments
 
-    p, seen, stopping = platform(database), payments.PassResult(), threading.Event()
+    p, seen, stopping = platform(database, role="worker"), payments.PassResult(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
 
     def report(r: payments.PassResult) -> None:

@@ -63,9 +63,10 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
         human(data)
 
 
-def platform(database: str | None) -> Platform:
-    """The platform at ``--database`` (default: the configured one)."""
-    return Platform.connect(database)
+def platform(database: str | None, *, role: str | None = None) -> Platform:
+    """The platform at ``--database`` (default: the configured one); ``role`` as in
+    ``Platform.connect``."""
+    return Platform.connect(database, role=role)
 
 
 def positive_id(value: int, field: str) -> int:

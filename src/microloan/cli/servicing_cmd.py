@@ -62,7 +62,7 @@ def eod_cmd(
         return
     from microloan.service import eod
 
-    p = platform(database)
+    p = platform(database, role="eod")
     stop = parse_date(until, field="until") if until else None
     with _bar(as_json) as bar:
         task = bar.add_task("日终 end of day", total=None, rate="")

@@ -8,13 +8,14 @@ take turns) and rests after each for ``eod_yield`` times as long as the piece to
 works half the time on one core at most, and customers have the machine to themselves the
 other half. With nobody about (a night's run) it works at full speed on both threads.
 
-"Customers are active" is read from ``pg_stat_activity``: a session of the platform (the same
-``application_name``, "microloan" unless the database URL names another; a monitor's or an
-operator's ``psql`` does not count) on the same database, opened by another process than the
+"Customers are active" is read from ``pg_stat_activity``: a session of the platform serving
+customers (``application_name`` "microloan", or the one the database URL names; the payment
+worker's sessions are "microloan worker", the end of day's "microloan eod", and a monitor's or
+an operator's ``psql`` has its own) on the same database, opened by another process than the
 run's, that is running a statement or finished one within the last ``eod_yield_window_s``
-seconds. The answer is kept for a quarter of a second, so the
-probe costs one small query four times a second at most. SQLite is written by one writer at a
-time and is not paced.
+seconds. The worker polls every second whatever customers do, so it does not count. The
+answer is kept for a quarter of a second, so the probe costs one small query four times a
+second at most. SQLite is written by one writer at a time and is not paced.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from microloan.service.platform import Platform
-from microloan.store.db import session_pids
+from microloan.store.db import session_name, session_pids
 
 PROBE_EVERY_S = 0.25
 
 _ACTIVE = sa.text(
     "SELECT count(*) FROM pg_stat_activity"
     " WHERE datname = current_database() AND backend_type = 'client backend'"
-    " AND application_name = current_setting('application_name')"
+    " AND application_name = :customers"
     " AND pid <> pg_backend_pid() AND NOT (pid = ANY(:own))"
     " AND (state = 'active' OR state_change > clock_timestamp() - make_interval(secs => :window))"
 )
@@ -47,6 +48,7 @@ class Pacer:
         self.p = p
         self.factor = p.settings.eod_yield if p.is_postgres else 0.0
         self.window_s = p.settings.eod_yield_window_s
+        self.customers = session_name(p.engine.url)  # the name of customers' sessions
         self.rested_s = 0.0
         self._lock = threading.Lock()
         self._probe = threading.Lock()
@@ -64,7 +66,8 @@ class Pacer:
                 with self.p.engine.connect() as conn:
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                     own = sorted(session_pids(self.p.engine))
-                    n = conn.execute(_ACTIVE, {"own": own, "window": self.window_s}).scalar_one()
+                    params = {"own": own, "window": self.window_s, "customers": self.customers}
+                    n = conn.execute(_ACTIVE, params).scalar_one()
                 self._busy = bool(n)
                 self._probed_at = time.monotonic()
             return self._busy

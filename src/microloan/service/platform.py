@@ -46,9 +46,12 @@ class Platform:
         now: Now = system_now,
         settings: Settings | None = None,
         pool_size: int = 5,
+        role: str | None = None,
     ) -> Platform:
+        """``role``: what this process is besides serving customers ("worker", "eod"), named
+        in its database sessions (``store.db.session_name``)."""
         settings = settings or Settings()
-        engine = make_engine(url or settings.database_url, pool_size=pool_size)
+        engine = make_engine(url or settings.database_url, pool_size=pool_size, role=role)
         return cls(engine, settings, now)
 
     _vault: Vault | None = field(default=None, repr=False)

@@ -28,7 +28,15 @@ APPLICATION_NAME = "microloan"  # PostgreSQL's application_name of the platform'
 _SESSIONS: weakref.WeakKeyDictionary[Engine, set[int]] = weakref.WeakKeyDictionary()
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def session_name(url: str | sa.engine.URL) -> str:
+    """The ``application_name`` of the platform's sessions on this database: the URL's, else
+    "microloan". A process with a role of its own (the payment worker, the end of day) names its
+    sessions "<name> <role>", so the end of day can tell customers' sessions from them."""
+    name = sa.engine.make_url(url).query.get("application_name", APPLICATION_NAME)
+    return name if isinstance(name, str) else name[0]
+
+
+def make_engine(url: str, *, pool_size: int = 5, role: str | None = None) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         db_path = sa.engine.make_url(url).database
@@ -39,15 +47,15 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         return engine
     # No pre-ping (it costs a round trip per transaction): a stale connection fails its first
     # statement, the pool drops it, and Platform.transaction retries on a fresh one. The
-    # sessions are named (unless the URL names them), so that end of day can tell the
-    # platform's sessions from a monitor's (service/eod_pace.py).
-    named = "application_name" in sa.engine.make_url(url).query
+    # sessions are named (session_name), so that end of day can tell customers' sessions from
+    # the worker's, its own and a monitor's (service/eod_pace.py).
+    name = session_name(url) if role is None else f"{session_name(url)} {role}"
     engine = sa.create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=3600,
-        connect_args={} if named else {"application_name": APPLICATION_NAME},
+        connect_args={"application_name": name},
     )
     pids: set[int] = set()
     _SESSIONS[engine] = pids
