@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import date
 
+import polars as pl
 import pytest
 import sqlalchemy as sa
 
@@ -145,6 +146,18 @@ def test_while_customers_are_active_the_pieces_go_one_at_a_time(
         t.join()
     assert most == 1
     assert time.perf_counter() - t0 >= 0.3  # three pieces, each with its rest, in turn
+
+
+def test_batches_are_smaller_while_customers_are_active(pair: tuple[Platform, Platform]) -> None:
+    run, customer = pair
+    pacer = Pacer(run)
+    frame = pl.DataFrame({"loan_id": range(1, 11)})
+    quiet = list(pacer.batches(frame, 4, 2))
+    assert [b["loan_id"].to_list() for b in quiet] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    _query(customer.engine)
+    pacer._probed_at = float("-inf")
+    busy = [b.height for b in pacer.batches(frame, 4, 2)]
+    assert busy == [2, 2, 2, 2, 2]
 
 
 @pytest.fixture

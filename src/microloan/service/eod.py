@@ -311,12 +311,8 @@ def _close_chunk(
     if work is None:
         return
     closed, inst_updates, fixed = work
-    lo = 0
-    while lo < closed.height:
-        # smaller batches while customers are active: less log for their commits to wait on
-        size = BUSY_WRITE_BATCH if pacer.customers_active() else WRITE_BATCH
-        batch = closed.slice(lo, size)
-        lo += size
+    # smaller batches while customers are active: less log for their commits to wait on
+    for batch in pacer.batches(closed, WRITE_BATCH, BUSY_WRITE_BATCH):
         ids = set(batch["loan_id"].to_list())
         with pacer.piece():
             p.transaction(
@@ -727,12 +723,7 @@ def _after_close(p: Platform, d: date, result: DayResult, pacer: Pacer) -> None:
     then; repayments recompute a line's block themselves), so a crash here loses nothing."""
     changes = result.tier_changes
     if changes is not None:
-        changes = changes.sort("loan_id")
-        lo = 0
-        while lo < changes.height:
-            size = BUSY_WRITE_BATCH if pacer.customers_active() else WRITE_BATCH
-            batch = changes.slice(lo, size)
-            lo += size
+        for batch in pacer.batches(changes.sort("loan_id"), WRITE_BATCH, BUSY_WRITE_BATCH):
             with pacer.piece():
                 p.transaction(
                     lambda conn, batch=batch: bulk.update_from_frame(  # type: ignore[misc]

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import polars as pl
 import sqlalchemy as sa
 
 from microloan.service.platform import Platform
@@ -71,6 +72,15 @@ class Pacer:
                 self._busy = bool(n)
                 self._probed_at = time.monotonic()
             return self._busy
+
+    def batches(self, frame: pl.DataFrame, size: int, busy_size: int) -> Iterator[pl.DataFrame]:
+        """The frame in slices of ``size`` rows, or of ``busy_size`` while customers are active
+        (asked before each slice)."""
+        lo = 0
+        while lo < frame.height:
+            n = busy_size if self.customers_active() else size
+            yield frame.slice(lo, n)
+            lo += n
 
     @contextmanager
     def piece(self) -> Iterator[None]:
