@@ -350,13 +350,6 @@ _NONCE_AND_CUSTOMER = sa.select(
 )
 
 
-def verify(
-    p: Platform, limiter: RateLimiter, h: dict[str, str], method: str, path: str, body: bytes
-) -> Borrower:
-    """Check one signed request (blocking: database and file reads) and name its borrower."""
-    return check_signed(p, limiter, h, method, path, body).settle()
-
-
 def check_signed(
     p: Platform, limiter: RateLimiter, h: dict[str, str], method: str, path: str, body: bytes
 ) -> Signed:
