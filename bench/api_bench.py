@@ -798,7 +798,7 @@ def run(url: str, db_name: str, folder: Path, args: argparse.Namespace) -> dict[
         if not args.no_pages:
             step("pages", None)
             pages = page_times(p, made)
-    p.engine.dispose()
+    p.dispose()
     out = report(args, made, load, effects, ledger, pages)
     out["server_time_by_kind"] = by_kind
     return out

@@ -668,7 +668,7 @@ def worker(
             _dump_profile(profiler, Path(opts["profile"]))
         report["applies"] = rec.as_dict()
         report["outcomes"] = dict(outcomes)
-        p.engine.dispose()
+        p.dispose()
     except BaseException as exc:
         barrier.abort()
         report["crashed"] = f"{type(exc).__name__}: {exc}"[:2000]
@@ -883,7 +883,7 @@ def run(url: str, data_key: str, args: argparse.Namespace) -> int:
         target = TARGETS["postgresql" if made["database"]["dialect"] == "postgresql" else "sqlite"]
         applies = summarise_applies(reports, phase, target) if reports else None
         checked = verify(p, applies or {}, reports) if reports else None
-    p.engine.dispose()
+    p.dispose()
     out = report(args, made, decision, applies, checked, reports, phase, target)
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0 if not out["run"]["crashed"] else 1

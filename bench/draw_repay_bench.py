@@ -183,7 +183,7 @@ def prepare(url: str, on: date) -> dict[str, Any]:
                 version = f"SQLite {sqlite3.sqlite_version}"
         return {"dialect": p.engine.dialect.name, "server": version, **init}
     finally:
-        p.engine.dispose()
+        p.dispose()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def worker(
         if profiler is not None:
             _dump_profile(profiler, Path(opts["profile"]))
         report["draws"], report["repays"] = draws.as_dict(), repays.as_dict()
-        p.engine.dispose()
+        p.dispose()
     except BaseException as exc:
         barrier.abort()
         report["crashed"] = f"{type(exc).__name__}: {exc}"[:2000]
@@ -510,7 +510,7 @@ def ledger_check(url: str) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - t, 3),
         }
     finally:
-        p.engine.dispose()
+        p.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -539,7 +539,7 @@ def load_worker(
         report["phases"] = {ph: {k: r.as_dict() for k, r in by.items()} for ph, by in recs.items()}
         report["drawn"], report["repaid"] = load.drawn, sorted(load.repaid)
         report["stalls"] = late
-        p.engine.dispose()
+        p.dispose()
     except BaseException as exc:
         barrier.abort()
         report["crashed"] = f"{type(exc).__name__}: {exc}"[:2000]
@@ -807,7 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(),
         "source": source_info(),
     }
-    p.engine.dispose()
+    p.dispose()
     if args.drop:
         if args.sqlite:
             fresh_sqlite(args.sqlite_path)

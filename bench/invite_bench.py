@@ -346,7 +346,7 @@ def run(url: str, db_name: str, folder: Path, args: argparse.Namespace) -> dict[
         else:
             made, p, world = set_up_alone(url, db_name, folder, args, step)
         codes = issue_codes(p, world, made, args.codes, step)
-        p.engine.dispose()
+        p.dispose()
         traffic = api_bench.Traffic(made, api.weights, args.seed) if api is not None else None
         phases: dict[str, Any] = {}
         step(f"server: {args.workers} workers", None)

@@ -114,7 +114,7 @@ def postgres_template(postgres_server: PostgresServer) -> Iterator[str]:
     try:
         p = Platform.connect(postgres_server.url_for(name), now=fixed_now, pool_size=1)
         admin.init_db(p)
-        p.engine.dispose()  # a template must have no connection when it is copied
+        p.dispose()  # a template must have no connection when it is copied
         yield name
     finally:
         postgres_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -139,5 +139,5 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
     path = tmp_path_factory.mktemp("template") / "microloan.sqlite3"
     p = Platform.connect(f"sqlite:///{path}", now=fixed_now)
     admin.init_db(p)
-    p.engine.dispose()  # the last connection to close checkpoints the WAL into the file
+    p.dispose()  # the last connection to close checkpoints the WAL into the file
     return SqliteTemplate(path)

@@ -69,7 +69,7 @@ def build_demo(folder: Path, now: Now) -> None:
     try:
         assert load_demo(p)["loaded"]
     finally:
-        p.engine.dispose()  # the last connection to close checkpoints the WAL into the file
+        p.dispose()  # the last connection to close checkpoints the WAL into the file
     (folder / "ready").touch()
 
 
@@ -113,7 +113,7 @@ def demo_server(template: Path, folder: Path, now: Now) -> Iterator[LiveServer]:
         with serving(p) as url:
             yield LiveServer(url, p)
     finally:
-        p.engine.dispose()
+        p.dispose()
 
 
 def find_chromium() -> str | None:

@@ -50,7 +50,7 @@ def make_platform(
 
     yield make
     for p, name in made:
-        p.engine.dispose()
+        p.dispose()
         if name is not None:
             server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -193,7 +193,7 @@ def world(
     assert open_id is not None
     app = SigningGateway(create_app(p), p, person.primary_channel, open_id)
     yield World(p, app, tokens, admin)
-    p.engine.dispose()
+    p.dispose()
 
 
 # ---------------------------------------------------------------------------------------------

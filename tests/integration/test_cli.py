@@ -288,7 +288,7 @@ def test_a_loan_through_every_command(tmp_path: Path) -> None:
     p = Platform.connect(db)
     with p.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE loan SET principal_outstanding_fen = 1 WHERE loan_id = 1")
-    p.engine.dispose()
+    p.dispose()
     done = cli("ledger", "check", "--json", db=db)
     assert done.returncode == 1
     assert json.loads(done.stdout)["ok"] is False
@@ -310,7 +310,7 @@ def prepared(
     lending.grant_line(p, cid, fen("20000"), DailyRate.parse("0.0005"))
     lending.draw(p, cid, fen("10000"), 12, EI, "d-1")
     set_date(p, date(2026, 2, 10))
-    p.engine.dispose()
+    p.dispose()
     return path
 
 
@@ -393,7 +393,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     db = f"sqlite:///{db_file}"
     p = Platform.connect(db)
     before = books(p)
-    p.engine.dispose()
+    p.dispose()
 
     line = refused(*args, db=db)
     assert line.startswith(f"error: {expected}"), line
@@ -402,7 +402,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
 
     p = Platform.connect(db)
     assert books(p) == before
-    p.engine.dispose()
+    p.dispose()
 
 
 def test_a_database_that_was_never_initialised_gives_one_line(tmp_path: Path) -> None:

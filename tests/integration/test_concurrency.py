@@ -56,7 +56,7 @@ def clients(platform: Platform) -> Iterator[list[Platform]]:
     made = [Platform.connect(url, now=platform.now, pool_size=1) for _ in range(CLIENTS)]
     yield made
     for p in made:
-        p.engine.dispose()
+        p.dispose()
 
 
 def in_parallel(calls: list[Callable[[], Any]]) -> list[Any]:
@@ -278,7 +278,7 @@ def test_parallel_eod_runners_share_the_work_and_book_once(
                 future.result(timeout=60)
     finally:
         for p in runners:
-            p.engine.dispose()
+            p.dispose()
     assert books(shared) == books(clean)
     assert_ledger_ok(shared)
 
@@ -332,7 +332,7 @@ def test_repayments_during_the_end_of_day_are_neither_lost_nor_counted_twice(
                 f.result(timeout=60)
     finally:
         for p in payers:
-            p.engine.dispose()
+            p.dispose()
     assert len(closed) == 31 and all(day.reconciled for day in closed)
     assert len(made) >= 6, "the clients repaid while the end of day ran"
     assert row_counts(busy)["repayment"] == len(made)

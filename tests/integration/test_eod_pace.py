@@ -42,7 +42,7 @@ def pair(make_platform: MakePlatform) -> tuple[Platform, Platform]:
     run = _paced(make_platform())
     customer = Platform.connect(run.engine.url.render_as_string(hide_password=False))
     yield run, customer  # type: ignore[misc]
-    customer.engine.dispose()
+    customer.dispose()
 
 
 def _query(engine: sa.Engine) -> None:
@@ -80,7 +80,7 @@ def test_customers_are_the_platforms_other_sessions_at_work_lately(
         pacer._probed_at = float("-inf")
         assert pacer.customers_active() is False
     finally:
-        worker.engine.dispose()
+        worker.dispose()
 
     monitor = sa.create_engine(
         run.engine.url.update_query_dict({"application_name": "monitor"}), poolclass=sa.NullPool
@@ -228,7 +228,7 @@ def test_sessions_are_named_by_the_url_and_the_processs_role(
             with p.engine.connect() as conn:
                 return str(conn.execute(sa.text("SHOW application_name")).scalar_one())
         finally:
-            p.engine.dispose()
+            p.dispose()
 
     assert named(url) == "microloan"
     assert named(url, "worker") == "microloan worker"

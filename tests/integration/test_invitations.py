@@ -359,7 +359,7 @@ def test_concurrent_batches_never_exceed_the_quota(p: Platform, backend: str) ->
             invited = list(pool.map(batch, enumerate(clients)))
     finally:
         for c in clients:
-            c.engine.dispose()
+            c.dispose()
     assert sum(invited) == 10
     assert len(invited_ids(p, "weibo")) == 10
 
@@ -758,7 +758,7 @@ def test_two_concurrent_settlements_book_one_reward(p: Platform, backend: str) -
             results = list(pool.map(settle, clients))
     finally:
         for c in clients:
-            c.engine.dispose()
+            c.dispose()
     assert sorted(len(r) for r in results) == [0, 1]
     assert rewards_of(p, a) == [("inviter", 500)] and rewards_of(p, b) == [("invitee", 500)]
     assert_ledger_ok(p)
@@ -793,7 +793,7 @@ def test_concurrent_invitees_of_one_inviter_stay_under_the_cap(p: Platform, back
             list(pool.map(settle, zip(clients, friends, strict=True)))
     finally:
         for c in clients:
-            c.engine.dispose()
+            c.dispose()
     assert sum(amount for _, amount in rewards_of(p, a)) == 1500
     assert_ledger_ok(p)
 
@@ -831,7 +831,7 @@ def db(p: Platform, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr(cmd, "platform", connect)
     yield p.engine.url.render_as_string(hide_password=False)
     for made in opened:
-        made.engine.dispose()
+        made.dispose()
 
 
 def test_the_invite_commands(p: Platform, db: str) -> None:

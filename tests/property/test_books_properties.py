@@ -167,7 +167,7 @@ def test_books_hold_under_random_lending(
                     assert owed["payoff"] == "0.00" and r.principal_outstanding_fen == 0
 
         def teardown(self) -> None:
-            self.p.engine.dispose()
+            self.p.dispose()
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 

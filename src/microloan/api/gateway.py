@@ -51,6 +51,7 @@ from microloan.api.deps import get_limiter, get_platform, limiter_of, platform_o
 from microloan.api.problems import ApiError, InputRoute
 from microloan.api.ratelimit import RateLimiter
 from microloan.service.platform import Platform
+from microloan.store.prepared import Prepared
 from microloan.store.schema import channel, channel_identity, gateway_nonce
 
 H_CHANNEL = "X-Channel"
@@ -307,13 +308,13 @@ def _record_nonce(p: Platform, channel_code: str, nonce: str, open_id: str) -> i
 
 
 def _nonce_and_customer_pg(p: Platform, params: dict[str, Any]) -> tuple[bool, int | None]:
-    """One statement that commits on its own (no BEGIN and COMMIT round trips; psycopg keeps it
-    prepared); a stale pooled connection is dropped and the statement tried once more."""
+    """One statement that commits on its own, on a reading connection (no BEGIN and COMMIT
+    round trips, psycopg keeps it prepared, and the commit does not wait for the log's flush:
+    docs/api.md); a stale pooled connection is dropped and the statement tried once more."""
     for attempt in (1, 2):
         try:
-            with p.engine.connect() as conn:
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                fresh, customer = conn.execute(_NONCE_AND_CUSTOMER, params).one()
+            with p.reading() as conn:
+                fresh, customer = _NONCE_AND_CUSTOMER.one(conn, params)
             return bool(fresh), customer
         except OperationalError as exc:
             if attempt == 2 or not exc.connection_invalidated:
@@ -344,9 +345,11 @@ _FRESH_PG = (
     .returning(gateway_nonce.c.nonce)
     .cte("fresh")
 )
-_NONCE_AND_CUSTOMER = sa.select(
-    sa.exists(sa.select(_FRESH_PG.c.nonce)).label("fresh"),
-    _CUSTOMER.scalar_subquery().label("customer_id"),
+_NONCE_AND_CUSTOMER = Prepared(
+    sa.select(
+        sa.exists(sa.select(_FRESH_PG.c.nonce)).label("fresh"),
+        _CUSTOMER.scalar_subquery().label("customer_id"),
+    )
 )
 
 

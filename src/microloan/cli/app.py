@@ -461,7 +461,7 @@ def _prepare_workers(p: Any, database: str | None) -> None:
             first = conn.execute(sa.select(channel.c.code).limit(1)).scalar_one_or_none()
         if first is not None and not p.settings.gateway_secrets:
             gateway.channel_secret(p, str(first))
-    p.engine.dispose()
+    p.dispose()
 
 
 @ledger_app.command("check")

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from microloan.domain.calendar import BUSINESS_TZ
 from microloan.errors import ClockRefused, MicroloanError
+from microloan.store.prepared import Prepared
 from microloan.store.schema import business_clock, loan, repayment
 
 SHANGHAI = ZoneInfo(BUSINESS_TZ)
@@ -37,8 +38,11 @@ class ClockView:
     last_closed_date: date | None  # None until the first end of day
 
 
+_CLOCK_ROW = Prepared(sa.select(business_clock).where(business_clock.c.id == 1))
+
+
 def read_clock(conn: sa.Connection, now: Now) -> ClockView:
-    row = conn.execute(sa.select(business_clock).where(business_clock.c.id == 1)).one_or_none()
+    row = _CLOCK_ROW.one_or_none(conn)
     if row is None:
         raise MicroloanError(
             "the database is not initialised: run `microloan db init`", code="db.not_initialised"

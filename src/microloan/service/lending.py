@@ -46,6 +46,7 @@ from microloan.service.platform import (
 from microloan.store import loans as repo
 from microloan.store import payments as payment_store
 from microloan.store.ledger import book_id, post
+from microloan.store.prepared import Prepared
 from microloan.store.schema import (
     business_clock,
     credit_line,
@@ -104,10 +105,11 @@ def grant_line(p: Platform, customer_id: int, limit_fen: int, rate: DailyRate) -
     return p.transaction(work)
 
 
+_LINE = Prepared(sa.select(credit_line).where(credit_line.c.customer_id == sa.bindparam("cid")))
+
+
 def line_summary(conn: sa.Connection, customer_id: int) -> dict[str, Any]:
-    row = conn.execute(
-        sa.select(credit_line).where(credit_line.c.customer_id == customer_id)
-    ).one_or_none()
+    row = _LINE.one_or_none(conn, {"cid": customer_id})
     if row is None:
         raise NotFound(
             f"customer {customer_id} has no credit line", code="line.not_found", field="customer"
@@ -172,8 +174,18 @@ def _draw_line(guard: bool) -> sa.Select[Any]:
     )
 
 
-_DRAW_LINE = {False: _draw_line(False), True: _draw_line(True)}
-_LINE_DRAWN = (  # the room a draw holds until it is disbursed (then outstanding, or released)
+_DRAW_LINE = {False: Prepared(_draw_line(False)), True: Prepared(_draw_line(True))}
+_OVERDUE_ON = Prepared(  # whether the customer has a loan overdue on a date
+    sa.select(
+        sa.exists().where(
+            loan.c.customer_id == sa.bindparam("cid"),
+            loan.c.status == LoanStatus.OPEN.value,
+            loan.c.earliest_unpaid_due < sa.bindparam("today", type_=sa.Date),
+        )
+    )
+)
+# the room a draw holds until it is disbursed (then outstanding, or released)
+_LINE_DRAWN = Prepared(
     credit_line.update()
     .where(credit_line.c.customer_id == sa.bindparam("cid"))
     .values(
@@ -183,17 +195,20 @@ _LINE_DRAWN = (  # the room a draw holds until it is disbursed (then outstanding
         updated_at=sa.bindparam("at"),
     )
 )
-_INSERT_LOAN = loan.insert().returning(loan.c.loan_id)
-_CLOCK = {False: sa.select(*clock_columns()), True: sa.select(*clock_columns(guard=True))}
+_INSERT_LOAN = Prepared(loan.insert().returning(loan.c.loan_id))
+_CLOCK = {
+    False: Prepared(sa.select(*clock_columns())),
+    True: Prepared(sa.select(*clock_columns(guard=True))),
+}
 _LOANS_OF = sa.select(*repo.LOAN_COLUMNS).where(loan.c.customer_id == sa.bindparam("cid"))
-_LOCK_LOAN = _LOANS_OF.where(loan.c.loan_id == sa.bindparam("lid")).with_for_update()
-_LOCK_OPEN_LOANS = (
+_LOCK_LOAN = Prepared(_LOANS_OF.where(loan.c.loan_id == sa.bindparam("lid")).with_for_update())
+_LOCK_OPEN_LOANS = Prepared(
     _LOANS_OF.where(loan.c.status == LoanStatus.OPEN.value)
     .order_by(loan.c.loan_id)
     .with_for_update()
 )
-_INSERT_REPAYMENT = repayment.insert()
-_LOAN_REPAID = (
+_INSERT_REPAYMENT = Prepared(repayment.insert())
+_LOAN_REPAID = Prepared(
     loan.update()
     .where(loan.c.loan_id == sa.bindparam("lid"))
     .values(
@@ -203,7 +218,7 @@ _LOAN_REPAID = (
         closed_on=sa.bindparam("closed_on", type_=sa.Date),
     )
 )
-_LINE_REPAID = (
+_LINE_REPAID = Prepared(
     credit_line.update()
     .where(credit_line.c.customer_id == sa.bindparam("cid"))
     .values(
@@ -218,7 +233,7 @@ _LINE_REPAID = (
         updated_at=sa.bindparam("at"),
     )
 )
-_INSERT_INSTALLMENTS = installment.insert()
+_INSERT_INSTALLMENTS = Prepared(installment.insert())
 
 
 def draw(
@@ -246,7 +261,7 @@ def draw(
         if prior is not None:
             return dict(prior)
         # one round trip: the line (locked), the clock and the overdue block
-        line = conn.execute(_DRAW_LINE[p.is_postgres], {"cid": customer_id}).one_or_none()
+        line = _DRAW_LINE[p.is_postgres].one_or_none(conn, {"cid": customer_id})
         if line is None:
             _require_customer(conn, customer_id)
             raise NotFound(
@@ -260,15 +275,7 @@ def draw(
         today = clock.open_date
         overdue = line.overdue
         if clock.mode != "manual":  # the open date is computed, not stored: ask again
-            overdue = conn.execute(
-                sa.select(
-                    sa.exists().where(
-                        loan.c.customer_id == customer_id,
-                        loan.c.status == LoanStatus.OPEN.value,
-                        loan.c.earliest_unpaid_due < today,
-                    )
-                )
-            ).scalar_one()
+            overdue = _OVERDUE_ON.scalar_one(conn, {"cid": customer_id, "today": today})
         check_draw(
             _line_view(line), amount_fen, term_months, overdue=bool(overdue), policy=p.policy
         )
@@ -277,8 +284,8 @@ def draw(
         state = L.open_loan(schedule)
         now = p.now()
         loan_id = int(
-            conn.execute(
-                _INSERT_LOAN,
+            _INSERT_LOAN.scalar_one(
+                conn,
                 {
                     "customer_id": customer_id,
                     "book_id": book_id(conn, PLATFORM_BOOK),
@@ -301,9 +308,9 @@ def draw(
                     **repo.snapshot_columns(state),
                     **repo.eod_columns(state),
                 },
-            ).scalar_one()
+            )
         )
-        conn.execute(_INSERT_INSTALLMENTS, repo.installment_rows(customer_id, loan_id, state))
+        _INSERT_INSTALLMENTS.run_many(conn, repo.installment_rows(customer_id, loan_id, state))
         payment_store.insert(
             conn,
             key=payment_store.disbursement_key(key),
@@ -315,7 +322,7 @@ def draw(
             at=now,
             sent=pay_now,  # paid in process: taken at once, sent right after the commit
         )
-        conn.execute(_LINE_DRAWN, {"cid": customer_id, "amount": amount_fen, "at": now})
+        _LINE_DRAWN.run(conn, {"cid": customer_id, "amount": amount_fen, "at": now})
         response = {
             "loan_id": loan_id,
             "status": LoanStatus.PENDING.value,
@@ -365,7 +372,7 @@ def repay(
         prior = claim_key(conn, key, customer_id, "repay", digest, p.now())
         if prior is not None:
             return dict(prior)
-        head = conn.execute(_CLOCK[p.is_postgres]).one()
+        head = _CLOCK[p.is_postgres].one(conn)
         if head.clock_mode is None:
             read_clock(conn, p.now)  # raises "not initialised"
         today = clock_view(head.clock_mode, head.clock_open, head.clock_closed, p.now).open_date
@@ -411,7 +418,7 @@ def repay(
 
 def _lock_open_loans(conn: sa.Connection, customer_id: int, loan_id: int | None) -> list[Any]:
     if loan_id is not None:
-        row = conn.execute(_LOCK_LOAN, {"cid": customer_id, "lid": loan_id}).one_or_none()
+        row = _LOCK_LOAN.one_or_none(conn, {"cid": customer_id, "lid": loan_id})
         if row is None:
             raise NotFound(
                 f"customer {customer_id} has no loan {loan_id}", code="loan.not_found", field="loan"
@@ -423,7 +430,7 @@ def _lock_open_loans(conn: sa.Connection, customer_id: int, loan_id: int | None)
                 field="loan",
             )
         return [row]
-    rows = list(conn.execute(_LOCK_OPEN_LOANS, {"cid": customer_id}))
+    rows = _LOCK_OPEN_LOANS.rows(conn, {"cid": customer_id})
     if not rows:
         raise RepaymentRefused(
             f"customer {customer_id} has no open loan",
@@ -455,8 +462,8 @@ def _apply_repayment(
         penalty_on_balance_fen=on_penalty,
     )
     now = p.now()
-    conn.execute(
-        _INSERT_REPAYMENT,
+    _INSERT_REPAYMENT.run(
+        conn,
         {
             "customer_id": row.customer_id,
             "loan_id": row.loan_id,
@@ -485,8 +492,8 @@ def _apply_repayment(
         loan_id=row.loan_id,
     )
     closed = L.payoff(new_state, today).total_fen == 0
-    conn.execute(
-        _LOAN_REPAID,
+    _LOAN_REPAID.run(
+        conn,
         {
             "lid": row.loan_id,
             "principal_outstanding_fen": new_state.principal_outstanding_fen,
@@ -519,8 +526,8 @@ def _update_line(
     committed meanwhile is never overwritten); the overdue flag is recomputed at once."""
     principal = sum(int(part["principal_fen"]) for part in parts)
     closed = sum(1 for part in parts if part["closed"])
-    conn.execute(
-        _LINE_REPAID,
+    _LINE_REPAID.run(
+        conn,
         {
             "cid": customer_id,
             "principal": principal,
@@ -535,36 +542,48 @@ def _update_line(
 # Reads
 
 
+_LOAN_AND_CLOCK = Prepared(
+    sa.select(*repo.LOAN_COLUMNS, *clock_columns()).where(loan.c.loan_id == sa.bindparam("lid"))
+)
+
+
 def _read_loan(
-    conn: sa.Connection, loan_id: int, customer_id: int | None = None
-) -> tuple[Any, L.LoanState]:
-    """The loan's row and state; a loan of another customer than ``customer_id`` (when given)
-    is refused exactly as one that does not exist."""
-    row = conn.execute(sa.select(*repo.LOAN_COLUMNS).where(loan.c.loan_id == loan_id)).one_or_none()
+    conn: sa.Connection, p: Platform, loan_id: int, customer_id: int | None = None
+) -> tuple[date, Any, L.LoanState]:
+    """Today, and the loan's row and state (the clock read in the loan's own statement); a
+    loan of another customer than ``customer_id`` (when given) is refused exactly as one that
+    does not exist."""
+    row = _LOAN_AND_CLOCK.one_or_none(conn, {"lid": loan_id})
     if row is None or (customer_id is not None and row.customer_id != customer_id):
         raise NotFound(f"loan {loan_id} does not exist", code="loan.not_found", field="loan")
-    return row, repo.live_states(conn, [row])[loan_id]
+    if row.clock_mode is None:
+        read_clock(conn, p.now)  # raises "not initialised"
+    today = clock_view(row.clock_mode, row.clock_open, row.clock_closed, p.now).open_date
+    return today, row, repo.live_one(conn, row)
+
+
+_LISTED = Prepared(
+    sa.select(
+        loan.c.loan_id,
+        loan.c.status,
+        loan.c.principal_fen,
+        loan.c.principal_outstanding_fen,
+        loan.c.term_months,
+        loan.c.method,
+        loan.c.drawn_on,
+        loan.c.closed_on,
+    )
+    .where(loan.c.customer_id == sa.bindparam("cid"))
+    .order_by(loan.c.loan_id.desc())
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
 
 
 def list_loans(p: Platform, customer_id: int, *, limit: int = MAX_LISTED_LOANS) -> dict[str, Any]:
     """The customer's loans, open and closed, newest first, cut at ``limit``."""
     assert 1 <= limit <= MAX_LISTED_LOANS, limit
     with p.reading() as conn:
-        rows = conn.execute(
-            sa.select(
-                loan.c.loan_id,
-                loan.c.status,
-                loan.c.principal_fen,
-                loan.c.principal_outstanding_fen,
-                loan.c.term_months,
-                loan.c.method,
-                loan.c.drawn_on,
-                loan.c.closed_on,
-            )
-            .where(loan.c.customer_id == customer_id)
-            .order_by(loan.c.loan_id.desc())
-            .limit(limit)
-        ).all()
+        rows = _LISTED.rows(conn, {"cid": customer_id, "limit": limit})
     loans = [
         {
             "loan_id": r.loan_id,
@@ -584,8 +603,7 @@ def list_loans(p: Platform, customer_id: int, *, limit: int = MAX_LISTED_LOANS) 
 def payoff(p: Platform, loan_id: int, *, customer_id: int | None = None) -> dict[str, Any]:
     """What clears the loan today; only a loan of ``customer_id`` when given."""
     with p.reading() as conn:
-        today = read_clock(conn, p.now).open_date
-        _row, state = _read_loan(conn, loan_id, customer_id)
+        today, _row, state = _read_loan(conn, p, loan_id, customer_id)
     brk = L.payoff(state, today)
     return {
         "loan_id": loan_id,
@@ -600,8 +618,7 @@ def payoff(p: Platform, loan_id: int, *, customer_id: int | None = None) -> dict
 def show_loan(p: Platform, loan_id: int, *, customer_id: int | None = None) -> dict[str, Any]:
     """The loan, its schedule and its payment; only a loan of ``customer_id`` when given."""
     with p.reading() as conn:
-        today = read_clock(conn, p.now).open_date
-        row, state = _read_loan(conn, loan_id, customer_id)
+        today, row, state = _read_loan(conn, p, loan_id, customer_id)
         disbursement = payment_store.disbursement_view(conn, loan_id)
     live = L.advance(state, today)
     brk = L.payoff(live, today)

@@ -25,6 +25,7 @@ from microloan.errors import InvalidInput, NotFound, RuleViolation
 from microloan.providers.ports import HolderVerificationPort, OcrPort
 from microloan.service.clock import read_clock
 from microloan.service.platform import Platform
+from microloan.store.prepared import Prepared
 from microloan.store.schema import (
     bank_card,
     channel,
@@ -231,12 +232,15 @@ def set_phone(p: Platform, customer_id: int, phone: str) -> dict[str, Any]:
     return p.transaction(work)
 
 
+_IDENTITY = Prepared(
+    sa.select(identity, customer.c.name)
+    .join(customer, customer.c.customer_id == identity.c.customer_id)
+    .where(identity.c.customer_id == sa.bindparam("cid"))
+)
+
+
 def _require_identity(conn: sa.Connection, customer_id: int) -> Any:
-    row = conn.execute(
-        sa.select(identity, customer.c.name)
-        .join(customer, customer.c.customer_id == identity.c.customer_id)
-        .where(identity.c.customer_id == customer_id)
-    ).first()
+    row = _IDENTITY.first(conn, {"cid": customer_id})
     if row is None:
         raise not_verified(customer_id)
     return row
@@ -402,12 +406,15 @@ def unbind_card(p: Platform, customer_id: int, card_id: int) -> dict[str, Any]:
     return p.transaction(work)
 
 
+_BOUND_CARDS = Prepared(
+    sa.select(bank_card)
+    .where(bank_card.c.customer_id == sa.bindparam("cid"), bank_card.c.status == "bound")
+    .order_by(bank_card.c.card_id)
+)
+
+
 def card_list(conn: sa.Connection, customer_id: int) -> dict[str, Any]:
-    rows = conn.execute(
-        sa.select(bank_card)
-        .where(bank_card.c.customer_id == customer_id, bank_card.c.status == "bound")
-        .order_by(bank_card.c.card_id)
-    ).all()
+    rows = _BOUND_CARDS.rows(conn, {"cid": customer_id})
     return {
         "customer_id": customer_id,
         "cards": [
@@ -500,18 +507,18 @@ def live_consent(conn: sa.Connection, customer_id: int, kind: str) -> str | None
     return None if row is None else str(row.version)
 
 
+_LIVE_CONSENTS = Prepared(
+    sa.select(consent.c.kind, consent.c.version)
+    .where(consent.c.customer_id == sa.bindparam("cid"), consent.c.withdrawn_at.is_(None))
+    .order_by(consent.c.consent_id)
+)
+
+
 def live_consents(conn: sa.Connection, customer_id: int, kinds: Iterable[str]) -> dict[str, str]:
     """``live_consent`` for several kinds in one read: kind → version, for the kinds live."""
-    rows = conn.execute(
-        sa.select(consent.c.kind, consent.c.version)
-        .where(
-            consent.c.customer_id == customer_id,
-            consent.c.kind.in_(list(kinds)),
-            consent.c.withdrawn_at.is_(None),
-        )
-        .order_by(consent.c.consent_id)
-    )
-    return {str(r.kind): str(r.version) for r in rows}  # the latest of each kind last
+    wanted = set(kinds)
+    rows = _LIVE_CONSENTS.rows(conn, {"cid": customer_id})  # a customer has a few at most
+    return {str(r.kind): str(r.version) for r in rows if r.kind in wanted}  # the latest last
 
 
 def consent_list(conn: sa.Connection, p: Platform, customer_id: int) -> dict[str, Any]:
@@ -541,16 +548,19 @@ def check_consent(p: Platform, kind: str, live_version: str | None) -> None:
         )
 
 
+_CHANNELS_OF = Prepared(
+    sa.select(channel_identity.c.channel, channel_identity.c.open_id).where(
+        channel_identity.c.customer_id == sa.bindparam("cid")
+    )
+)
+
+
 def profile(p: Platform, customer_id: int, *, steps: bool = True) -> dict[str, Any]:
     """What onboarding has recorded, masked; its audit trail (``steps``) unless told not to."""
 
     def work(conn: sa.Connection) -> dict[str, Any]:
         row = _require_identity(conn, customer_id)
-        channels = conn.execute(
-            sa.select(channel_identity.c.channel, channel_identity.c.open_id).where(
-                channel_identity.c.customer_id == customer_id
-            )
-        ).all()
+        channels = _CHANNELS_OF.rows(conn, {"cid": customer_id})
         trail = (
             conn.execute(
                 sa.select(onboarding_step.c.step, onboarding_step.c.source, onboarding_step.c.at)

@@ -25,7 +25,8 @@ from microloan.settings import Settings
 if TYPE_CHECKING:
     from microloan.providers.rail import PaymentRailPort
     from microloan.service.providers import Providers
-from microloan.store.db import make_engine
+from microloan.store.db import make_engine, make_read_engine
+from microloan.store.prepared import Prepared
 from microloan.store.schema import idempotency
 
 T = TypeVar("T")
@@ -52,7 +53,20 @@ class Platform:
         in its database sessions (``store.db.session_name``)."""
         settings = settings or Settings()
         engine = make_engine(url or settings.database_url, pool_size=pool_size, role=role)
-        return cls(engine, settings, now)
+        p = cls(engine, settings, now)
+        if p.is_postgres:
+            p.reader = make_read_engine(engine, pool_size=pool_size, role=role)
+        return p
+
+    # PostgreSQL: the engine ``reading`` (and the gateway's nonce) use, connections kept in
+    # autocommit (store.db.make_read_engine); without one, reads take ``engine``'s connections
+    reader: Engine | None = field(default=None, repr=False)
+
+    def dispose(self) -> None:
+        """Close every pooled connection (both engines)."""
+        if self.reader is not None:
+            self.reader.dispose()
+        self.engine.dispose()
 
     _vault: Vault | None = field(default=None, repr=False)
     _providers: Providers | None = field(default=None, repr=False)
@@ -110,7 +124,12 @@ class Platform:
         under READ COMMITTED each statement reads its own snapshot whether in a transaction or
         not, so nothing changes for the reader, but there is no BEGIN and ROLLBACK to wait for,
         and psycopg keeps its prepared statements (it drops them all at every rollback).
-        Nothing written through it is rolled back: use ``transaction`` to write."""
+        Nothing written through it is rolled back, and it commits asynchronously: use
+        ``transaction`` to write."""
+        if self.reader is not None:
+            with self.reader.connect() as conn:
+                yield conn
+            return
         with self.engine.connect() as conn:
             if self.is_postgres:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -155,13 +174,16 @@ def check_key(key: str) -> str:
     return key
 
 
+_KEY_ROW = Prepared(
+    sa.select(idempotency.c.operation, idempotency.c.request_hash, idempotency.c.response).where(
+        idempotency.c.key == sa.bindparam("key")
+    )
+)
+
+
 def replayed(conn: sa.Connection, key: str, operation: str, digest: str) -> Any | None:
     """The stored answer for a key already used by the same request; refuses a different one."""
-    row = conn.execute(
-        sa.select(
-            idempotency.c.operation, idempotency.c.request_hash, idempotency.c.response
-        ).where(idempotency.c.key == key)
-    ).one_or_none()
+    row = _KEY_ROW.one_or_none(conn, {"key": key})
     if row is None:
         return None
     return replay_answer(key, operation, digest, row.operation, row.request_hash, row.response)
@@ -200,8 +222,8 @@ def claim_key(
     commits, then finds the stored answer (replayed) or a different request (refused): the
     second of two racing retries never runs the use case against state the first one changed.
     """
-    claimed = conn.execute(
-        _claim_statement(conn.dialect.name),
+    claimed = _claim_statement(conn.dialect.name).first(
+        conn,
         {
             "key": key,
             "customer_id": customer_id,
@@ -210,7 +232,7 @@ def claim_key(
             "response": "",
             "created_at": at,
         },
-    ).first()
+    )
     if claimed is not None:
         return None
     answer = replayed(conn, key, operation, digest)
@@ -221,10 +243,10 @@ def claim_key(
 
 def answer_key(conn: sa.Connection, key: str, response: Any) -> None:
     """Store the answer of the request that claimed ``key`` (same transaction as its work)."""
-    conn.execute(_ANSWER_KEY, {"k": key, "response": json.dumps(response, sort_keys=True)})
+    _ANSWER_KEY.run(conn, {"k": key, "response": json.dumps(response, sort_keys=True)})
 
 
-_ANSWER_KEY = (
+_ANSWER_KEY = Prepared(
     idempotency.update()
     .where(idempotency.c.key == sa.bindparam("k"))
     .values(response=sa.bindparam("response"))
@@ -232,9 +254,9 @@ _ANSWER_KEY = (
 
 
 @functools.cache
-def _claim_statement(dialect: str) -> Any:
+def _claim_statement(dialect: str) -> Prepared:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
+    return Prepared(
         insert(idempotency)
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(idempotency.c.key)

@@ -49,7 +49,7 @@ def make_engine(url: str, *, pool_size: int = 5, role: str | None = None) -> Eng
     # statement, the pool drops it, and Platform.transaction retries on a fresh one. The
     # sessions are named (session_name), so that end of day can tell customers' sessions from
     # the worker's, its own and a monitor's (service/eod_pace.py).
-    name = session_name(url) if role is None else f"{session_name(url)} {role}"
+    name = _named(url, role)
     engine = sa.create_engine(
         url,
         pool_size=pool_size,
@@ -57,14 +57,47 @@ def make_engine(url: str, *, pool_size: int = 5, role: str | None = None) -> Eng
         pool_recycle=3600,
         connect_args={"application_name": name},
     )
-    pids: set[int] = set()
+    _track_sessions(engine, set())
+    return engine
+
+
+def _named(url: str, role: str | None) -> str:
+    return session_name(url) if role is None else f"{session_name(url)} {role}"
+
+
+def make_read_engine(engine: Engine, *, pool_size: int, role: str | None = None) -> Engine:
+    """PostgreSQL: the engine of the platform's reads (``Platform.reading``) and of the
+    gateway's nonces, beside ``engine`` on the same database, with sessions named alike and
+    counted among ``engine``'s own (``session_pids``).
+
+    Its connections stay in autocommit: no BEGIN and ROLLBACK around a read, and no isolation
+    level set at every checkout and reset at every return. They commit asynchronously
+    (``synchronous_commit=off``): a read-only statement has nothing to flush, and the one write
+    that goes through them, a gateway nonce, may be lost in a crash of the database server if
+    it came in the last fraction of a second before it (docs/api.md). Money never moves
+    through them."""
+    url = engine.url
+    read = sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=3600,
+        isolation_level="AUTOCOMMIT",
+        connect_args={
+            "application_name": _named(url.render_as_string(hide_password=False), role),
+            "options": "-c synchronous_commit=off",
+        },
+    )
+    _track_sessions(read, _SESSIONS.setdefault(engine, set()))
+    return read
+
+
+def _track_sessions(engine: Engine, pids: set[int]) -> None:
     _SESSIONS[engine] = pids
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         pids.add(dbapi_connection.info.backend_pid)
-
-    return engine
 
 
 def session_pids(engine: Engine) -> frozenset[int]:

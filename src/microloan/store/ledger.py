@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from microloan.domain.books import Entry
+from microloan.store.prepared import Prepared
 from microloan.store.schema import book, journal_entry, journal_line
 
 _book_ids: dict[tuple[str, str], int] = {}
@@ -88,11 +89,11 @@ def _post_one_statement(
     for n, posting in enumerate(entry.postings):
         params[f"a{n}"] = posting.account.value
         params[f"v{n}"] = posting.amount_fen
-    return int(conn.execute(_entry_cte(len(entry.postings)), params).scalars().first() or 0)
+    return int(_entry_cte(len(entry.postings)).scalar(conn, params) or 0)
 
 
 @functools.cache
-def _entry_cte(postings: int) -> sa.TextClause:
+def _entry_cte(postings: int) -> Prepared:
     rows = [f"(CAST(:a{n} AS VARCHAR), CAST(:v{n} AS BIGINT))" for n in range(postings)]
     sql = (
         "WITH e AS (INSERT INTO journal_entry (book_id, customer_id, loan_id, business_date, "
@@ -102,4 +103,4 @@ def _entry_cte(postings: int) -> sa.TextClause:
         "SELECT e.entry_id, :book, CAST(:customer AS BIGINT), CAST(:loan AS BIGINT), v.account, "
         f"v.amount FROM e, (VALUES {', '.join(rows)}) AS v(account, amount) RETURNING entry_id"
     )
-    return sa.text(sql)
+    return Prepared(sa.text(sql))

@@ -16,11 +16,27 @@ import sqlalchemy as sa
 from microloan.domain import loan as L
 from microloan.domain.rates import PENALTY_SCALE, DailyRate
 from microloan.domain.schedule import Method
+from microloan.store.prepared import Prepared
 from microloan.store.schema import installment, loan, repayment
 
 LOAN_COLUMNS = [c for c in loan.c]
 _INSTALLMENTS_OF = sa.select(installment).where(
     installment.c.loan_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+_REPAYMENT_COLUMNS = (  # in StoredRepayment's order
+    repayment.c.repayment_id,
+    repayment.c.loan_id,
+    repayment.c.business_date,
+    repayment.c.amount_fen,
+    repayment.c.penalty_fen,
+    repayment.c.interest_fen,
+    repayment.c.principal_fen,
+    repayment.c.prepaid_fen,
+    repayment.c.off_interest_fen,
+    repayment.c.off_penalty_fen,
+    repayment.c.off_principal_fen,
 )
 
 
@@ -117,19 +133,7 @@ def load_repayments(
     out: dict[int, list[StoredRepayment]] = defaultdict(list)
     if not ids:
         return out
-    stmt = sa.select(
-        repayment.c.repayment_id,
-        repayment.c.loan_id,
-        repayment.c.business_date,
-        repayment.c.amount_fen,
-        repayment.c.penalty_fen,
-        repayment.c.interest_fen,
-        repayment.c.principal_fen,
-        repayment.c.prepaid_fen,
-        repayment.c.off_interest_fen,
-        repayment.c.off_penalty_fen,
-        repayment.c.off_principal_fen,
-    ).where(repayment.c.loan_id.in_(ids))
+    stmt = sa.select(*_REPAYMENT_COLUMNS).where(repayment.c.loan_id.in_(ids))
     if on is not None:
         stmt = stmt.where(repayment.c.business_date == on)
     elif after is not None:
@@ -165,6 +169,8 @@ def live(
     conn: sa.Connection, rows: Sequence[Any]
 ) -> dict[int, tuple[L.LoanState, list[StoredRepayment]]]:
     """Each loan's live state, and the repayments dated after its snapshot."""
+    if len(rows) == 1:
+        return {rows[0].loan_id: _live_one(conn, rows[0])}
     ids = [r.loan_id for r in rows]
     insts = load_installments(conn, ids)
     pending = load_repayments(conn, ids, after={r.loan_id: r.closed_through for r in rows})
@@ -173,6 +179,32 @@ def live(
         mine = pending.get(r.loan_id, [])
         out[r.loan_id] = (replay(snapshot_state(r, insts[r.loan_id]), mine), mine)
     return out
+
+
+_INSTALLMENTS_OF_ONE = Prepared(
+    sa.select(installment).where(installment.c.loan_id == sa.bindparam("lid"))
+)
+_REPAYMENTS_AFTER = Prepared(
+    sa.select(*_REPAYMENT_COLUMNS)
+    .where(
+        repayment.c.loan_id == sa.bindparam("lid"),
+        repayment.c.business_date > sa.bindparam("after", type_=sa.Date),
+    )
+    .order_by(repayment.c.repayment_id)
+)
+
+
+def live_one(conn: sa.Connection, row: Any) -> L.LoanState:
+    """One loan's live state."""
+    return _live_one(conn, row)[0]
+
+
+def _live_one(conn: sa.Connection, row: Any) -> tuple[L.LoanState, list[StoredRepayment]]:
+    """``live`` of one loan, its two reads prepared."""
+    insts = _INSTALLMENTS_OF_ONE.rows(conn, {"lid": row.loan_id})
+    after = _REPAYMENTS_AFTER.rows(conn, {"lid": row.loan_id, "after": row.closed_through})
+    mine = [StoredRepayment(*r) for r in after]
+    return replay(snapshot_state(row, insts), mine), mine
 
 
 def on_balance_now(row: Any, pending: Sequence[StoredRepayment]) -> tuple[int, int]:

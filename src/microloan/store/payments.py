@@ -19,6 +19,7 @@ from microloan.domain.payments import (
     split_failure,
     target,
 )
+from microloan.store.prepared import Prepared
 from microloan.store.schema import bank_card, payment
 
 MAX_PAYMENT_KEY = 128  # the column's width
@@ -125,8 +126,8 @@ def insert(
     """Queue a payment (``sent``: its payer takes it at once, in the same transaction); False
     when one with this key exists already (nothing written)."""
     assert amount_fen > 0
-    inserted = conn.execute(
-        _insert_statement(conn.dialect.name),
+    inserted = _insert_statement(conn.dialect.name).first(
+        conn,
         {
             "key": key,
             "kind": kind.value,
@@ -138,14 +139,14 @@ def insert(
             "attempts": 1 if sent else 0,
             "requested_at": at,
         },
-    ).first()
+    )
     return inserted is not None
 
 
 @functools.cache
-def _insert_statement(dialect: str) -> Any:
+def _insert_statement(dialect: str) -> Prepared:
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
+    return Prepared(
         ins(payment).on_conflict_do_nothing(index_elements=["key"]).returning(payment.c.payment_id)
     )
 
@@ -177,14 +178,17 @@ def move(
     return done.rowcount == 1
 
 
+_DISBURSEMENT_OF = Prepared(
+    sa.select(payment.c.status, payment.c.attempts, payment.c.failure, payment.c.settled_at).where(
+        payment.c.loan_id == sa.bindparam("lid"), payment.c.kind == PaymentKind.DISBURSE.value
+    )
+)
+
+
 def disbursement_view(conn: sa.Connection, loan_id: int) -> dict[str, Any] | None:
     """How a loan's disbursement stands, for the borrower (None for a loan booked before the
     rail: it was disbursed at once)."""
-    row = conn.execute(
-        sa.select(
-            payment.c.status, payment.c.attempts, payment.c.failure, payment.c.settled_at
-        ).where(payment.c.loan_id == loan_id, payment.c.kind == PaymentKind.DISBURSE.value)
-    ).one_or_none()
+    row = _DISBURSEMENT_OF.one_or_none(conn, {"lid": loan_id})
     if row is None:
         return None
     code, words = split_failure(row.failure)
