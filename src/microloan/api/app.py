@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from microloan.api import account, borrower, console, operator, pages, problems, public
+from microloan.api.borrower_hotpath import BorrowerHotPath
 from microloan.api.hotpath import PublicHotPath
 from microloan.api.problems import PROBLEM_RESPONSES
 from microloan.api.ratelimit import RateLimiter
@@ -29,7 +30,12 @@ Money-moving endpoints take an `Idempotency-Key` header.
 """
 
 
-def create_app(p: Platform | None = None) -> FastAPI:
+BORROWER_PREFIX = "/v1"
+
+
+def create_app(p: Platform | None = None, *, borrower_hot_path: bool = True) -> FastAPI:
+    """The app on ``p`` (by default the platform the settings name). ``borrower_hot_path``
+    False leaves every borrower request to the routes (the tests compare the two)."""
     platform = p if p is not None else Platform.connect()
     app = FastAPI(
         title="microloan",
@@ -47,7 +53,7 @@ def create_app(p: Platform | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(public.router, prefix="/v1/public", tags=["public"])
-    app.include_router(borrower.router, prefix="/v1", tags=["borrower"])
+    app.include_router(borrower.router, prefix=BORROWER_PREFIX, tags=["borrower"])
     app.include_router(operator.router, prefix="/v1/operator", tags=["operator"])
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     app.include_router(pages.router)
@@ -55,6 +61,8 @@ def create_app(p: Platform | None = None) -> FastAPI:
     app.include_router(console.router, prefix="/console")
     app.state.hot_path_served = {}
     app.add_middleware(PublicHotPath)  # the public check and landing at viral load
+    if borrower_hot_path:  # the borrower API's plainly valid requests, without the routing
+        app.add_middleware(BorrowerHotPath, routes=borrower.router.routes, prefix=BORROWER_PREFIX)
     return app
 
 

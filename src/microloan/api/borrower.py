@@ -26,7 +26,6 @@ from microloan.service import decisions, lending, onboarding
 from microloan.service.clock import read_clock
 from microloan.service.platform import Platform
 from microloan.service.quote import quote, quote_view
-from microloan.store.schema import idempotency, loan
 
 router = APIRouter(route_class=GatewayRoute)  # the signature is checked before the body
 
@@ -290,14 +289,9 @@ def _conflict_on_header(exc: IdempotencyConflict, key: str, header: str) -> Idem
     return IdempotencyConflict(message, code=exc.code, field=IDEMPOTENCY_HEADER)
 
 
-def _own_loan(p: Platform, customer_id: int, loan_id: int) -> None:
-    """Refuses a loan of another customer exactly as one that does not exist."""
-    with p.reading() as conn:
-        owner = conn.execute(
-            sa.select(loan.c.customer_id).where(loan.c.loan_id == loan_id)
-        ).scalar_one_or_none()
-    if owner != customer_id:
-        raise NotFound(f"loan {loan_id} does not exist", code="loan.not_found", field="loan")
+def _no_such_loan(loan_id: int) -> NotFound:
+    """A loan of another customer is refused exactly as one that does not exist."""
+    return NotFound(f"loan {loan_id} does not exist", code="loan.not_found", field="loan")
 
 
 def _method(text: str) -> Method:
@@ -463,18 +457,6 @@ def quote_draw(body: DrawIn, b: Caller, p: Plat) -> dict[str, Any]:
     return quote_view(quote(amount_fen, body.term_months, rate, _method(body.method), today))
 
 
-def _key_answered(p: Platform, key: str) -> bool:
-    with p.reading() as conn:
-        return (
-            conn.execute(
-                sa.select(idempotency.c.key).where(
-                    idempotency.c.key == key, idempotency.c.response != ""
-                )
-            ).first()
-            is not None
-        )
-
-
 @router.post(
     "/draws",
     response_model=DrawOut,
@@ -491,12 +473,15 @@ def draw(
     key = _service_key(cid, idempotency_key)
     amount_fen = parse_yuan(body.amount, field="amount")
     method = _method(body.method)
-    if not _key_answered(p, key):  # a replay answers as before, whatever changed since
-        with p.reading() as conn:
-            onboarding.require_consents(conn, p, cid, "loan_agreement")
     pay_now = p.engine.dialect.name == "sqlite"
+
+    def consented(conn: sa.Connection) -> None:  # not asked of a replay: it answers as before
+        onboarding.require_consents(conn, p, cid, "loan_agreement")
+
     try:
-        out = lending.draw(p, cid, amount_fen, body.term_months, method, key, pay_now=pay_now)
+        out = lending.draw(
+            p, cid, amount_fen, body.term_months, method, key, pay_now=pay_now, first=consented
+        )
     except IdempotencyConflict as exc:
         raise _conflict_on_header(exc, key, str(idempotency_key)) from None
     if out.get("status") == "pending":
@@ -528,9 +513,11 @@ def repay(body: RepaymentIn, b: Caller, p: Plat, idempotency_key: IdemKey = None
     cid = _customer(b)
     key = _service_key(cid, idempotency_key)
     amount_fen = parse_yuan(body.amount, field="amount")
-    if body.loan_id is not None:
-        _own_loan(p, cid, body.loan_id)
     try:
         return lending.repay(p, cid, body.loan_id, amount_fen, key, source="borrower")
     except IdempotencyConflict as exc:
         raise _conflict_on_header(exc, key, str(idempotency_key)) from None
+    except NotFound as exc:  # the service names the customer; the borrower hears of the loan
+        if exc.code != "loan.not_found":
+            raise
+        raise _no_such_loan(int(body.loan_id or 0)) from None

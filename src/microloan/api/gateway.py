@@ -379,7 +379,7 @@ class Signed(Borrower):
         return Borrower(self.channel, self.open_id, customer)
 
 
-def _secret_at_hand(p: Platform, channel_code: str) -> bool:
+def secret_at_hand(p: Platform, channel_code: str) -> bool:
     """Whether the channel's secret can be had without the database or reading a file anew
     (configured, or in the secrets file as last read), so the signature may be checked on the
     event loop."""
@@ -393,13 +393,13 @@ async def _checked(request: Request, p: Platform, limiter: RateLimiter) -> Signe
     h = _headers_of(request)
     body = await request.body()  # Starlette keeps it for the endpoint's own parsing
     path = _signed_path(request)
-    if _secret_at_hand(p, h[H_CHANNEL]):
+    if secret_at_hand(p, h[H_CHANNEL]):
         return check_signed(p, limiter, h, request.method, path, body)
     return await run_in_threadpool(check_signed, p, limiter, h, request.method, path, body)
 
 
 # the threads that run a borrower endpoint together with the end of its gateway check
-_ENDPOINT_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="borrower")
+ENDPOINT_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="borrower")
 
 
 def _caller_params(endpoint: Callable[..., Any]) -> list[str]:
@@ -425,7 +425,7 @@ def _settling(endpoint: Callable[..., Any], callers: list[str]) -> Callable[...,
     @functools.wraps(endpoint)
     async def call(**kwargs: Any) -> Any:
         work = functools.partial(contextvars.copy_context().run, settle_then_call, kwargs)
-        return await asyncio.get_running_loop().run_in_executor(_ENDPOINT_THREADS, work)
+        return await asyncio.get_running_loop().run_in_executor(ENDPOINT_THREADS, work)
 
     return call
 
@@ -445,6 +445,8 @@ class GatewayRoute(InputRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         callers = [] if inspect.iscoroutinefunction(endpoint) else _caller_params(endpoint)
         self.settles_in_endpoint = bool(callers)
+        # the endpoint as written, for BorrowerHotPath (which settles before calling it)
+        self.original_call: Callable[..., Any] | None = endpoint if callers else None
         if callers:
             endpoint = _settling(endpoint, callers)
         super().__init__(path, endpoint, **kwargs)

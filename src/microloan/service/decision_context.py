@@ -21,6 +21,7 @@ from microloan.errors import RuleViolation
 from microloan.service import onboarding
 from microloan.service.clock import ClockView, clock_columns, clock_view, read_clock
 from microloan.service.platform import Platform
+from microloan.store.prepared import Prepared
 from microloan.store.schema import (
     TS,
     Id,
@@ -209,6 +210,8 @@ _SIGNALS_AND_PLACES = sa.select(_SIGNALS, _PLACES).select_from(
     _SIGNALS.outerjoin(_PLACES, sa.true())
 )
 _BLOCKED_KINDS = ("card", "device", "id_number", "phone")  # in order, as the reasons list them
+_READ_APPLICANT = Prepared(_APPLICANT)
+_READ_SIGNALS_AND_PLACES = Prepared(_SIGNALS_AND_PLACES)
 
 
 def read_context(
@@ -234,7 +237,7 @@ def _gather(
     *,
     for_rescore: bool = False,
 ) -> Context:
-    rows = conn.execute(_APPLICANT, {"cid": customer_id, "channel": channel}).all()
+    rows = _READ_APPLICANT.rows(conn, {"cid": customer_id, "channel": channel})
     me = rows[0]
     onboarding.check_channel(channel, me.channel_active)
     if me.id_number_enc is None:
@@ -254,15 +257,15 @@ def _gather(
         device_id = next((r.device_id for r in idents if r.channel == channel), None)
     today = clock_of(conn, p, me).open_date
     now = p.now()
-    rows = conn.execute(
-        _SIGNALS_AND_PLACES,
+    rows = _READ_SIGNALS_AND_PLACES.rows(
+        conn,
         {
             "cid": customer_id,
             "device": device_id,
             "device_hash": p.vault.blind(device_id, kind="device") if device_id else None,
             "since": now - timedelta(hours=POLICY.velocity_window_hours),
         },
-    ).all()
+    )
     signals = rows[0]
     usual, last = _places(rows)
     return Context(
@@ -276,7 +279,7 @@ def _gather(
         identities=identities,
         device_id=device_id,
         history=_history(me, today),
-        blocked=tuple(k for k in _BLOCKED_KINDS if signals._mapping[f"blocked_{k}"]),
+        blocked=tuple(k for k in _BLOCKED_KINDS if getattr(signals, f"blocked_{k}")),
         platform_overdue=bool(me.line_of is not None and me.overdue_blocked),
         has_line=me.line_of is not None,
         device_other_customers=int(signals.device_customers) if device_id is not None else 0,

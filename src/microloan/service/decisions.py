@@ -50,6 +50,7 @@ from microloan.service.decision_context import (
     read_context,
 )
 from microloan.service.platform import Platform
+from microloan.store.prepared import Prepared
 from microloan.store.schema import (
     Id,
     channel_identity,
@@ -250,8 +251,9 @@ _INSERT_APPLICATION = (
         .label("referred"),
     )
 )
-_INSERT_LINE = credit_line.insert()
-_INSERT_CASE = review_case.insert()
+_INSERT_LINE = Prepared(credit_line.insert())
+_INSERT_CASE = Prepared(review_case.insert())
+_APPLICATION = Prepared(_INSERT_APPLICATION)
 
 
 def _decision_row(a: Assessment, kind: str) -> dict[str, Any]:
@@ -294,8 +296,8 @@ def _grant(
 ) -> None:
     """The line, and the referral settled on the business date ``on`` (read when None);
     ``referred=False`` says that no referral waits, so there is nothing to settle."""
-    conn.execute(
-        _INSERT_LINE,
+    _INSERT_LINE.run(
+        conn,
         {
             "customer_id": customer_id,
             "limit_fen": limit_fen,
@@ -354,7 +356,7 @@ def apply(
     a = assess(p, ctx)
 
     def work(conn: sa.Connection) -> dict[str, Any]:
-        written = conn.execute(_INSERT_APPLICATION, _decision_row(a, "apply")).first()
+        written = _APPLICATION.first(conn, _decision_row(a, "apply"))
         if written is None:
             raise RuleViolation(
                 f"customer {customer_id} already has a line", code="line.exists", field="customer"
@@ -366,8 +368,8 @@ def apply(
             on = clock_of(conn, p, written).open_date
             _grant(conn, p, customer_id, limit, rate, on=on, referred=written.referred)
         elif v.outcome is Outcome.REVIEW:
-            conn.execute(
-                _INSERT_CASE,
+            _INSERT_CASE.run(
+                conn,
                 {
                     "decision_id": decision_id,
                     "customer_id": customer_id,

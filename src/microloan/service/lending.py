@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -245,12 +246,15 @@ def draw(
     key: str,
     *,
     pay_now: bool = True,
+    first: Callable[[sa.Connection], None] | None = None,
 ) -> dict[str, Any]:
     """Accept a draw in one transaction: the loan ``pending``, its principal holding line room,
     its disbursement queued (``disburse:<key>``); nothing is booked until the rail pays.
 
     ``pay_now`` pays it in process before returning (``payments.settle_draw``: the answer
-    shows the loan open, or failed with the reason); otherwise the worker pays it."""
+    shows the loan open, or failed with the reason); otherwise the worker pays it. ``first``,
+    a check of the caller's (the borrower's consents), runs in the same transaction once the
+    key is this request's; a replay answers as before without it."""
     key = check_key(key)
     digest = request_hash("draw", customer_id, amount_fen, term_months, method.value)
     accepted: list[bool] = []  # this request accepted it (a replay did not)
@@ -260,6 +264,8 @@ def draw(
         prior = claim_key(conn, key, customer_id, "draw", digest, p.now())
         if prior is not None:
             return dict(prior)
+        if first is not None:
+            first(conn)
         # one round trip: the line (locked), the clock and the overdue block
         line = _DRAW_LINE[p.is_postgres].one_or_none(conn, {"cid": customer_id})
         if line is None:
