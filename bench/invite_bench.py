@@ -17,7 +17,10 @@ rest forged (a valid code with one character changed: the signature fails) or, o
 those, malformed. Each request comes from one of ``--addresses`` client addresses
 (``X-Forwarded-For``, trusted from 127.0.0.1 as uvicorn does by default), so the per-address
 public rate limit (``MICROLOAN_RATE_LIMIT_PUBLIC``, 600/minute) applies as it would to real
-visitors and is not hit. With ``--with-api`` both loads run at once, each through its own wrk.
+visitors and is not hit. With ``--with-api`` both loads run at once, each through its own wrk;
+with ``--public-workers N`` the public load goes to a server group of its own (N processes of the
+same app on another port, as the lender's load balancer routes the public pages to their own
+instances) while the borrowers keep the ``--workers`` group.
 
 Reported: as ``api_bench.py`` — requests/s, latency p50/p90/p99/p99.9/max, responses by status,
 CPU by group — for the public load and (``--with-api``) the borrower load. Targets: public
@@ -30,6 +33,7 @@ Prints one JSON object on stdout. Needs wrk (``apt-get install -y wrk``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -61,6 +65,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--admin-url", default=api_bench.DEFAULT_ADMIN_URL, help="PostgreSQL server")
     ap.add_argument("--keep-database", action="store_true", help="do not drop the bench database")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server processes")
+    ap.add_argument(
+        "--public-workers",
+        type=int,
+        default=0,
+        help="serve the public load from a group of its own of this many processes (the same "
+        "app on another port, as a lender's load balancer would route the public pages); 0: "
+        "the one group of --workers serves both loads",
+    )
     ap.add_argument("--seconds", type=float, default=30.0, help="measured run")
     ap.add_argument("--warmup-seconds", type=float, default=10.0, help="untimed run before it")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (public load)")
@@ -279,6 +291,7 @@ class Background:
 
 def run_phase(
     server: Server,
+    public_server: Server,
     folder: Path,
     args: argparse.Namespace,
     seconds: float,
@@ -287,21 +300,22 @@ def run_phase(
     traffic: api_bench.Traffic | None,
     api: argparse.Namespace | None,
 ) -> dict[str, Any]:
-    """The public load for ``seconds`` (its files already in ``folder/public``), with the
-    borrower load at the same time when ``traffic`` is given."""
+    """The public load for ``seconds`` (its files already in ``folder/public``) on
+    ``public_server``, with the borrower load at the same time on ``server`` when ``traffic``
+    is given (the two may be one server)."""
     borrowers = None
     if traffic is not None and api is not None:
         prepared = api_bench.prepare_load(server, traffic, folder, api, seconds, label)
-    meter = cpu.Meter(server.pids, db_name)
+    meter = cpu.Meter(lambda: server.pids() | public_server.pids(), db_name)
     meter.start()
     t = time.perf_counter()
     if traffic is not None and api is not None:
         borrowers = Background(lambda: api_bench.execute_load(server, prepared, api, seconds))
         borrowers.start()
     report, _ = wrk.run(
-        server.url,
+        public_server.url,
         folder / "public",
-        server.host,
+        public_server.host,
         threads=args.threads,
         connections=args.connections,
         seconds=seconds,
@@ -350,18 +364,26 @@ def run(url: str, db_name: str, folder: Path, args: argparse.Namespace) -> dict[
         traffic = api_bench.Traffic(made, api.weights, args.seed) if api is not None else None
         phases: dict[str, Any] = {}
         step(f"server: {args.workers} workers", None)
-        with Server(made.env, workers=args.workers, log=folder / "server.log") as server:
-            requests, kinds = public_requests(codes, server.host, args, random.Random(args.seed))
+        with contextlib.ExitStack() as servers:
+            server = servers.enter_context(
+                Server(made.env, workers=args.workers, log=folder / "server.log")
+            )
+            public_server = server
+            if args.public_workers:
+                step(f"public pages' server: {args.public_workers} workers", None)
+                public_server = servers.enter_context(
+                    Server(made.env, workers=args.public_workers, log=folder / "public.log")
+                )
+            requests, kinds = public_requests(
+                codes, public_server.host, args, random.Random(args.seed)
+            )
             wrk.write_requests(folder / "public", args.threads, requests)
             phases["server_start_s"] = server.start_s
             step(f"warm-up: {args.warmup_seconds:g} s", None)
-            phases["warm_up"] = run_phase(
-                server, folder, args, args.warmup_seconds, "warm", db_name, traffic, api
-            )
+            both = (server, public_server, folder, args)
+            phases["warm_up"] = run_phase(*both, args.warmup_seconds, "warm", db_name, traffic, api)
             step(f"measured: {args.seconds:g} s", None)
-            phases["measured"] = run_phase(
-                server, folder, args, args.seconds, "run", db_name, traffic, api
-            )
+            phases["measured"] = run_phase(*both, args.seconds, "run", db_name, traffic, api)
         phases["server_log_tail"] = (folder / "server.log").read_text().splitlines()[-20:]
     return report(args, made, phases, kinds)
 
@@ -402,6 +424,7 @@ def report(
             "client_addresses": args.addresses,
             "codes": args.codes,
             "server_workers": args.workers,
+            "public_server_workers": args.public_workers or None,
             "with_api": args.with_api,
             "seconds": args.seconds,
             "warmup_seconds": args.warmup_seconds,

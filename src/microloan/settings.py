@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # the borrower pages' demo login, standing in for the channel gateway: None is on for the
     # embedded SQLite database only; never switch it on where real borrowers are
     demo_login: bool | None = None
+    # borrower requests a server process runs at once, each in a worker thread (more wait their
+    # turn in order): Python runs one thread at a time, and more threads only make a request
+    # with many database round trips wait for the interpreter again after each (docs/api.md)
+    server_threads: int = Field(default=4, ge=1, le=64)
     # operator sessions (bearer tokens)
     operator_session_hours: float = Field(default=8.0, gt=0.0, le=24.0)
     # rate limits per identity ("N/second|minute|hour"; the `limits` library's notation), kept in

@@ -78,9 +78,18 @@ def app_from_settings() -> FastAPI:
     the environment: the database, keys, secrets). ``microloan serve --workers N`` gives this
     factory to uvicorn (``factory=True``), which calls it once in each worker process: every
     worker has its own engine, connection pool and rate-limit counts."""
-    app = create_app(Platform.connect(pool_size=SERVER_POOL_SIZE))
+    p = Platform.connect(pool_size=SERVER_POOL_SIZE)
+    app = create_app(p)
+    warm_up(p)
     settle_heap()
     return app
+
+
+def warm_up(p: Platform) -> None:
+    """Before a server process takes requests: the simulated providers' lookups, which the
+    first applications would otherwise each build at once (holding one another for most of a
+    second), when the platform runs on the population file."""
+    p.warm_providers()
 
 
 def settle_heap() -> None:

@@ -19,11 +19,9 @@ from microloan.api.deps import get_platform
 from microloan.api.gateway import Borrower, GatewayRoute, borrower
 from microloan.api.problems import ApiError
 from microloan.domain.money import parse_yuan
-from microloan.domain.rates import DailyRate
 from microloan.domain.schedule import Method
 from microloan.errors import IdempotencyConflict, InvalidInput, NotFound
 from microloan.service import decisions, lending, onboarding
-from microloan.service.clock import read_clock
 from microloan.service.platform import Platform
 from microloan.service.quote import quote, quote_view
 
@@ -452,8 +450,7 @@ def quote_draw(body: DrawIn, b: Caller, p: Plat) -> dict[str, Any]:
         terms = ", ".join(str(t) for t in p.settings.terms)
         raise InvalidInput(f"a term is one of {terms} months", field="term_months")
     with p.reading() as conn:
-        rate = DailyRate.parse(lending.line_summary(conn, cid)["daily_rate"])
-        today = read_clock(conn, p.now).open_date
+        rate, today = lending.line_rate_and_today(conn, p, cid)
     return quote_view(quote(amount_fen, body.term_months, rate, _method(body.method), today))
 
 

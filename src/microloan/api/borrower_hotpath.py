@@ -226,10 +226,16 @@ async def _served(
         for name in endpoint.responses:
             kwargs[name] = sub_response
     work = functools.partial(
-        contextvars.copy_context().run, _settle_then_call, endpoint.call, endpoint.callers, kwargs
+        contextvars.copy_context().run,
+        _settle_then_call,
+        p,
+        endpoint.call,
+        endpoint.callers,
+        kwargs,
     )
     try:
-        result = await asyncio.get_running_loop().run_in_executor(gateway.ENDPOINT_THREADS, work)
+        threads = gateway.endpoint_threads(p)
+        result = await asyncio.get_running_loop().run_in_executor(threads, work)
         response = _response(endpoint, result, sub_response)
     except Exception as exc:
         response = await _handled(app, scope, exc)
@@ -306,11 +312,12 @@ def _json_body(scope: Scope, body: bytes, field: Any) -> Any:
 
 
 def _settle_then_call(
-    call: Callable[..., Any], callers: tuple[str, ...], kwargs: dict[str, Any]
+    p: Platform, call: Callable[..., Any], callers: tuple[str, ...], kwargs: dict[str, Any]
 ) -> Any:
-    for name in callers:
-        kwargs[name] = kwargs[name].settle()
-    return call(**kwargs)
+    with p.holding_reads():  # the nonce and the endpoint's reads on one connection
+        for name in callers:
+            kwargs[name] = kwargs[name].settle()
+        return call(**kwargs)
 
 
 def _response(endpoint: _Endpoint, result: Any, sub_response: Response | None) -> Response:

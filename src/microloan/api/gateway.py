@@ -398,8 +398,20 @@ async def _checked(request: Request, p: Platform, limiter: RateLimiter) -> Signe
     return await run_in_threadpool(check_signed, p, limiter, h, request.method, path, body)
 
 
-# the threads that run a borrower endpoint together with the end of its gateway check
-ENDPOINT_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="borrower")
+_threads_lock = threading.Lock()
+_threads: list[ThreadPoolExecutor] = []
+
+
+def endpoint_threads(p: Platform) -> ThreadPoolExecutor:
+    """The process's threads that run a borrower endpoint together with the end of its gateway
+    check: ``server_threads`` of them (each request holds a reading and at times a writing
+    connection, so the server's pools hold enough for all), made on first use."""
+    if not _threads:
+        with _threads_lock:
+            if not _threads:
+                size = p.settings.server_threads
+                _threads.append(ThreadPoolExecutor(size, thread_name_prefix="borrower"))
+    return _threads[0]
 
 
 def _caller_params(endpoint: Callable[..., Any]) -> list[str]:
@@ -416,18 +428,32 @@ def _settling(endpoint: Callable[..., Any], callers: list[str]) -> Callable[...,
     gateway's check (``Signed.settle``) and then the endpoint with the settled caller."""
 
     def settle_then_call(kwargs: dict[str, Any]) -> Any:
-        for name in callers:
-            given = kwargs[name]
-            if isinstance(given, Signed):
-                kwargs[name] = given.settle()
-        return endpoint(**kwargs)
+        signed = [kwargs[name] for name in callers if isinstance(kwargs[name], Signed)]
+        if not signed:
+            return endpoint(**kwargs)
+        with signed[0].p.holding_reads():  # the nonce and the endpoint's reads, one connection
+            for name in callers:
+                given = kwargs[name]
+                if isinstance(given, Signed):
+                    kwargs[name] = given.settle()
+            return endpoint(**kwargs)
 
     @functools.wraps(endpoint)
     async def call(**kwargs: Any) -> Any:
         work = functools.partial(contextvars.copy_context().run, settle_then_call, kwargs)
-        return await asyncio.get_running_loop().run_in_executor(ENDPOINT_THREADS, work)
+        threads = endpoint_threads(_platform_in(kwargs))
+        return await asyncio.get_running_loop().run_in_executor(threads, work)
 
     return call
+
+
+def _platform_in(kwargs: dict[str, Any]) -> Platform:
+    for value in kwargs.values():
+        if isinstance(value, Signed):
+            return value.p
+        if isinstance(value, Platform):
+            return value
+    raise AssertionError("a borrower endpoint takes the platform or a signed caller")
 
 
 class GatewayRoute(InputRoute):

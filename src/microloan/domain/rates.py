@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from microloan.errors import InvalidInput
 
@@ -61,7 +62,7 @@ class DailyRate:
         return value
 
     def __str__(self) -> str:
-        return format(self.as_decimal(), "f")
+        return _rate_text(self.units)
 
     @property
     def penalty_units(self) -> int:
@@ -80,3 +81,9 @@ def format_percent_bp100(hundredths: int) -> str:
     """1812 → ``"18.12%"``."""
     whole, part = divmod(hundredths, 100)
     return f"{whole}.{part:02d}%"
+
+
+@lru_cache(maxsize=8192)  # a book holds a few thousand distinct rates at most
+def _rate_text(units: int) -> str:
+    """``str(DailyRate(units))``: the exact decimal, trailing zeros dropped."""
+    return format((Decimal(units) / RATE_SCALE).normalize(), "f")

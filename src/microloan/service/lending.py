@@ -54,6 +54,7 @@ from microloan.store.schema import (
     customer,
     installment,
     loan,
+    payment,
     repayment,
 )
 
@@ -127,6 +128,29 @@ def line_summary(conn: sa.Connection, customer_id: int) -> dict[str, Any]:
         "daily_rate": str(rate),
         "overdue_blocked": bool(row.overdue_blocked),
     }
+
+
+_RATE_AND_CLOCK = Prepared(
+    sa.select(credit_line.c.rate_units, *clock_columns()).where(
+        credit_line.c.customer_id == sa.bindparam("cid")
+    )
+)
+
+
+def line_rate_and_today(
+    conn: sa.Connection, p: Platform, customer_id: int
+) -> tuple[DailyRate, date]:
+    """The line's daily rate and the open business date, in one statement (a quote's)."""
+    row = _RATE_AND_CLOCK.one_or_none(conn, {"cid": customer_id})
+    if row is None:
+        raise NotFound(
+            f"customer {customer_id} has no credit line", code="line.not_found", field="customer"
+        )
+    if row.clock_mode is None:
+        read_clock(conn, p.now)  # raises "not initialised"
+    return DailyRate(row.rate_units), clock_view(
+        row.clock_mode, row.clock_open, row.clock_closed, p.now
+    ).open_date
 
 
 def _line_view(row: Any) -> LineView:
@@ -551,15 +575,26 @@ def _update_line(
 _LOAN_AND_CLOCK = Prepared(
     sa.select(*repo.LOAN_COLUMNS, *clock_columns()).where(loan.c.loan_id == sa.bindparam("lid"))
 )
+# the same, with the loan's disbursement (one at most) joined on
+_LOAN_CLOCK_AND_PAYMENT = Prepared(
+    sa.select(*repo.LOAN_COLUMNS, *clock_columns(), *payment_store.DISBURSEMENT_COLUMNS)
+    .select_from(loan.outerjoin(payment, payment_store.disbursement_of(loan)))
+    .where(loan.c.loan_id == sa.bindparam("lid"))
+)
 
 
 def _read_loan(
-    conn: sa.Connection, p: Platform, loan_id: int, customer_id: int | None = None
+    conn: sa.Connection,
+    p: Platform,
+    loan_id: int,
+    customer_id: int | None = None,
+    *,
+    query: Prepared = _LOAN_AND_CLOCK,
 ) -> tuple[date, Any, L.LoanState]:
     """Today, and the loan's row and state (the clock read in the loan's own statement); a
     loan of another customer than ``customer_id`` (when given) is refused exactly as one that
     does not exist."""
-    row = _LOAN_AND_CLOCK.one_or_none(conn, {"lid": loan_id})
+    row = query.one_or_none(conn, {"lid": loan_id})
     if row is None or (customer_id is not None and row.customer_id != customer_id):
         raise NotFound(f"loan {loan_id} does not exist", code="loan.not_found", field="loan")
     if row.clock_mode is None:
@@ -624,8 +659,8 @@ def payoff(p: Platform, loan_id: int, *, customer_id: int | None = None) -> dict
 def show_loan(p: Platform, loan_id: int, *, customer_id: int | None = None) -> dict[str, Any]:
     """The loan, its schedule and its payment; only a loan of ``customer_id`` when given."""
     with p.reading() as conn:
-        today, row, state = _read_loan(conn, p, loan_id, customer_id)
-        disbursement = payment_store.disbursement_view(conn, loan_id)
+        today, row, state = _read_loan(conn, p, loan_id, customer_id, query=_LOAN_CLOCK_AND_PAYMENT)
+    disbursement = payment_store.disbursement_of_row(row)
     live = L.advance(state, today)
     brk = L.payoff(live, today)
     cur = L.current_index(live, today)

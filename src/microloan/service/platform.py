@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import json
@@ -80,6 +81,17 @@ class Platform:
             self._providers = simulated(self.settings.population_path)
         return self._providers
 
+    def warm_providers(self) -> None:
+        """The default providers now, their lookups built (for a server process, before its
+        first requests); nothing when others were chosen or there is no population file."""
+        from pathlib import Path
+
+        from microloan.service.providers import simulated
+
+        path = self.settings.population_path
+        if self._providers is None and Path(path).is_file():
+            self._providers = simulated(path, warm=True)
+
     def use_providers(self, providers: Providers) -> None:
         self._providers = providers
 
@@ -119,6 +131,21 @@ class Platform:
         return self.engine.dialect.name == "postgresql"
 
     @contextmanager
+    def holding_reads(self) -> Iterator[None]:
+        """PostgreSQL: one reading connection for every ``reading`` until the block ends (a
+        request's nonce and reads, in its worker thread), checked out and back once. A no-op
+        without a reading engine: on SQLite a read holds the database's write lock."""
+        if self.reader is None or _HELD.get() is not None:
+            yield
+            return
+        with self.reader.connect() as conn:
+            token = _HELD.set((self, conn))
+            try:
+                yield
+            finally:
+                _HELD.reset(token)
+
+    @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
         """A connection for reads. On PostgreSQL it runs without a transaction (AUTOCOMMIT):
         under READ COMMITTED each statement reads its own snapshot whether in a transaction or
@@ -127,6 +154,10 @@ class Platform:
         Nothing written through it is rolled back, and it commits asynchronously: use
         ``transaction`` to write."""
         if self.reader is not None:
+            held = _HELD.get()
+            if held is not None and held[0] is self:
+                yield held[1]
+                return
             with self.reader.connect() as conn:
                 yield conn
             return
@@ -145,6 +176,12 @@ class Platform:
                 if attempt == retries - 1 or not _retryable(exc):
                     raise
         raise AssertionError("unreachable")
+
+
+# the reading connection a block holds (Platform.holding_reads), by thread and task
+_HELD: contextvars.ContextVar[tuple[Platform, sa.Connection] | None] = contextvars.ContextVar(
+    "microloan_held_reads", default=None
+)
 
 
 def _retryable(exc: Exception) -> bool:

@@ -45,7 +45,9 @@ def from_world(world: SimulatedWorld) -> Providers:
     )
 
 
-def simulated(path: str | Path) -> Providers:
+def simulated(path: str | Path, *, warm: bool = False) -> Providers:
+    """The simulated providers over the population file; ``warm`` builds their lookups now
+    (a server process), not on the first requests, which would each build them at once."""
     from microloan.providers.simulated import SimulatedWorld  # numpy and polars: only when used
 
     if not Path(path).is_file():
@@ -55,7 +57,8 @@ def simulated(path: str | Path) -> Providers:
             code="providers.population.missing",
             field="population",
         )
-    return from_world(SimulatedWorld.load(Path(path)))
+    world = SimulatedWorld.load(Path(path))
+    return from_world(world.warm() if warm else world)
 
 
 def channel_candidates(world: SimulatedWorld, channel: str) -> list[Candidate]:

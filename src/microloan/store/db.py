@@ -82,6 +82,7 @@ def make_read_engine(engine: Engine, *, pool_size: int, role: str | None = None)
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=3600,
+        pool_reset_on_return=None,  # in autocommit there is no transaction to roll back
         isolation_level="AUTOCOMMIT",
         connect_args={
             "application_name": _named(url.render_as_string(hide_password=False), role),

@@ -178,8 +178,24 @@ def move(
     return done.rowcount == 1
 
 
+# a disbursement's columns as read with its loan (disbursement_of_row)
+DISBURSEMENT_COLUMNS = (
+    payment.c.status.label("payment_status"),
+    payment.c.attempts.label("payment_attempts"),
+    payment.c.failure.label("payment_failure"),
+    payment.c.settled_at.label("payment_settled_at"),
+)
+
+
+def disbursement_of(loan: sa.Table) -> sa.ColumnElement[bool]:
+    """The join condition of a loan and its disbursement (a loan has one at most)."""
+    return sa.and_(
+        payment.c.loan_id == loan.c.loan_id, payment.c.kind == PaymentKind.DISBURSE.value
+    )
+
+
 _DISBURSEMENT_OF = Prepared(
-    sa.select(payment.c.status, payment.c.attempts, payment.c.failure, payment.c.settled_at).where(
+    sa.select(*DISBURSEMENT_COLUMNS).where(
         payment.c.loan_id == sa.bindparam("lid"), payment.c.kind == PaymentKind.DISBURSE.value
     )
 )
@@ -188,14 +204,18 @@ _DISBURSEMENT_OF = Prepared(
 def disbursement_view(conn: sa.Connection, loan_id: int) -> dict[str, Any] | None:
     """How a loan's disbursement stands, for the borrower (None for a loan booked before the
     rail: it was disbursed at once)."""
-    row = _DISBURSEMENT_OF.one_or_none(conn, {"lid": loan_id})
-    if row is None:
+    return disbursement_of_row(_DISBURSEMENT_OF.one_or_none(conn, {"lid": loan_id}))
+
+
+def disbursement_of_row(row: Any) -> dict[str, Any] | None:
+    """``disbursement_view`` from a row with ``DISBURSEMENT_COLUMNS`` (None: no payment)."""
+    if row is None or row.payment_status is None:
         return None
-    code, words = split_failure(row.failure)
+    code, words = split_failure(row.payment_failure)
     return {
-        "status": row.status,
-        "attempts": row.attempts,
+        "status": row.payment_status,
+        "attempts": row.payment_attempts,
         "failure_code": code,
         "failure": words,
-        "settled_at": row.settled_at.isoformat() if row.settled_at else None,
+        "settled_at": row.payment_settled_at.isoformat() if row.payment_settled_at else None,
     }
