@@ -80,16 +80,9 @@ def app_from_settings() -> FastAPI:
     worker has its own engine, connection pool and rate-limit counts."""
     p = Platform.connect(pool_size=SERVER_POOL_SIZE)
     app = create_app(p)
-    warm_up(p)
+    p.warm_providers()  # the simulated providers' lookups, before the first applications
     settle_heap()
     return app
-
-
-def warm_up(p: Platform) -> None:
-    """Before a server process takes requests: the simulated providers' lookups, which the
-    first applications would otherwise each build at once (holding one another for most of a
-    second), when the platform runs on the population file."""
-    p.warm_providers()
 
 
 def settle_heap() -> None:

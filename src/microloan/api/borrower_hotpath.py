@@ -46,7 +46,7 @@ from microloan.service.platform import Platform
 
 MAX_BODY = 64 * 1024  # a larger body goes on to the application
 _JSON_TYPE = re.compile(r"\s*application/json\s*(;.*)?", re.IGNORECASE | re.DOTALL)
-_GATEWAY_HEADERS = [(name.lower().encode("latin-1"), name) for name in gateway.HEADERS]
+_GATEWAY_HEADERS = {name.lower().encode("latin-1"): name for name in gateway.HEADERS}
 
 
 @dataclass(frozen=True)
@@ -176,23 +176,17 @@ def _replaying(body: bytes, after: Any, receive: Receive) -> Receive:
 
 
 def _signature_headers(scope: Scope) -> dict[str, str] | None:
-    """The gateway's headers as ``gateway._headers_of`` takes them, or None for a request
-    it would refuse (the application then refuses it)."""
-    wanted = dict(_GATEWAY_HEADERS)
+    """The gateway's headers as the routes take them (``gateway.gateway_headers``, the first
+    of each name), or None for a request they would refuse (the application then refuses it)."""
     values: dict[str, str] = {}
     for name, value in scope["headers"]:
-        header = wanted.get(name)
+        header = _GATEWAY_HEADERS.get(name)
         if header is not None and header not in values:
             values[header] = value.decode("latin-1")
-    if len(values) < len(wanted) or not all(values.values()):
+    try:
+        return gateway.gateway_headers(values.get)
+    except ApiError:
         return None
-    if len(values[gateway.H_CHANNEL]) > gateway.CHANNEL_MAX:
-        return None
-    if len(values[gateway.H_OPEN_ID]) > gateway.OPEN_ID_MAX:
-        return None
-    if not gateway.NONCE_RE.fullmatch(values[gateway.H_NONCE]):
-        return None
-    return values
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -230,7 +224,7 @@ async def _served(
             kwargs[name] = sub_response
     work = functools.partial(
         contextvars.copy_context().run,
-        _settle_then_call,
+        gateway.settle_then_call,
         p,
         endpoint.call,
         endpoint.callers,
@@ -312,15 +306,6 @@ def _json_body(scope: Scope, body: bytes, field: Any) -> Any:
         return _REFUSED
     value, errors = field.validate(document, {}, loc=("body",))
     return _REFUSED if errors else value
-
-
-def _settle_then_call(
-    p: Platform, call: Callable[..., Any], callers: tuple[str, ...], kwargs: dict[str, Any]
-) -> Any:
-    with p.holding_reads():  # the nonce and the endpoint's reads on one connection
-        for name in callers:
-            kwargs[name] = kwargs[name].settle()
-        return call(**kwargs)
 
 
 def _response(endpoint: _Endpoint, result: Any, sub_response: Response | None) -> Response:

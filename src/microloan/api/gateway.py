@@ -34,7 +34,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -228,9 +228,15 @@ def _add_secrets(p: Platform, path: Path) -> dict[str, bytes]:
 
 
 def _headers_of(request: Request) -> dict[str, str]:
+    return gateway_headers(request.headers.get)
+
+
+def gateway_headers(get: Callable[[str], str | None]) -> dict[str, str]:
+    """The gateway's headers, by name (``get`` looks one up), or a 401 naming the one that is
+    missing or malformed."""
     values = {}
     for name in HEADERS:
-        value = request.headers.get(name)
+        value = get(name)
         if not value:
             raise ApiError(
                 401, f"the gateway header {name} is missing", code="gateway.unsigned", field=name
@@ -427,33 +433,30 @@ def _settling(endpoint: Callable[..., Any], callers: list[str]) -> Callable[...,
     """The endpoint as a coroutine that runs, in one trip to a worker thread, the rest of the
     gateway's check (``Signed.settle``) and then the endpoint with the settled caller."""
 
-    def settle_then_call(kwargs: dict[str, Any]) -> Any:
-        signed = [kwargs[name] for name in callers if isinstance(kwargs[name], Signed)]
-        if not signed:
-            return endpoint(**kwargs)
-        with signed[0].p.holding_reads():  # the nonce and the endpoint's reads, one connection
-            for name in callers:
-                given = kwargs[name]
-                if isinstance(given, Signed):
-                    kwargs[name] = given.settle()
-            return endpoint(**kwargs)
-
     @functools.wraps(endpoint)
     async def call(**kwargs: Any) -> Any:
-        work = functools.partial(contextvars.copy_context().run, settle_then_call, kwargs)
-        threads = endpoint_threads(_platform_in(kwargs))
-        return await asyncio.get_running_loop().run_in_executor(threads, work)
+        found = next(v for v in kwargs.values() if isinstance(v, Signed | Platform))
+        p = found.p if isinstance(found, Signed) else found
+        work = functools.partial(
+            contextvars.copy_context().run, settle_then_call, p, endpoint, callers, kwargs
+        )
+        return await asyncio.get_running_loop().run_in_executor(endpoint_threads(p), work)
 
     return call
 
 
-def _platform_in(kwargs: dict[str, Any]) -> Platform:
-    for value in kwargs.values():
-        if isinstance(value, Signed):
-            return value.p
-        if isinstance(value, Platform):
-            return value
-    raise AssertionError("a borrower endpoint takes the platform or a signed caller")
+def settle_then_call(
+    p: Platform, endpoint: Callable[..., Any], callers: Sequence[str], kwargs: dict[str, Any]
+) -> Any:
+    """In the worker thread: the rest of the gateway's check for each caller still ``Signed``
+    (``Signed.settle``), then the endpoint with the settled callers; the nonce and the
+    endpoint's reads on one reading connection (``Platform.holding_reads``)."""
+    with p.holding_reads():
+        for name in callers:
+            given = kwargs[name]
+            if isinstance(given, Signed):
+                kwargs[name] = given.settle()
+        return endpoint(**kwargs)
 
 
 class GatewayRoute(InputRoute):

@@ -411,7 +411,7 @@ def serve_cmd(
     empty database the demo population and book are loaded, unless --no-demo."""
     import uvicorn
 
-    from microloan.api.app import create_app, settle_heap, warm_up
+    from microloan.api.app import create_app, settle_heap
     from microloan.cli.common import err_console
     from microloan.service.admin import init_db
     from microloan.service.demo import load_demo
@@ -428,7 +428,7 @@ def serve_cmd(
     )
     if workers == 1:
         served = create_app(p)
-        warm_up(p)
+        p.warm_providers()
         settle_heap()
         uvicorn.run(served, host=host, port=port, log_level="warning")
         return

@@ -82,8 +82,10 @@ class Platform:
         return self._providers
 
     def warm_providers(self) -> None:
-        """The default providers now, their lookups built (for a server process, before its
-        first requests); nothing when others were chosen or there is no population file."""
+        """The default providers now, their lookups built: a server process, before its first
+        requests (otherwise the first applications each build them at once and hold one
+        another for most of a second); nothing when others were chosen or there is no
+        population file."""
         from pathlib import Path
 
         from microloan.service.providers import simulated
